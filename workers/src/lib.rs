@@ -1,0 +1,10 @@
+//! taxistream data plane.
+//!
+//! The data flows through the modules in this order:
+//! `source` (files, URLs, Open Data API) → [`trip`] (one normalised record)
+//! → `validate` (bad rows to `dead_letter`) → `window` (event-time windows)
+//! → `output` (tables, CSV, JSON lines, Parquet). `stage` wires them into
+//! the worker's subcommands.
+
+pub mod stage;
+pub mod trip;

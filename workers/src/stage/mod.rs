@@ -1,0 +1,3 @@
+//! The worker's stages, one per subcommand. Each stage owns its I/O and
+//! offsets; the shared pieces (readers, validation, window engine) live in
+//! their own modules so every stage computes the same thing.
