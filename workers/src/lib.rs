@@ -6,5 +6,10 @@
 //! → `output` (tables, CSV, JSON lines, Parquet). `stage` wires them into
 //! the worker's subcommands.
 
+pub mod config;
+pub mod health;
+pub mod io;
+pub mod metrics;
+pub mod shutdown;
 pub mod stage;
 pub mod trip;

@@ -1,0 +1,438 @@
+//! The Kafka wire format of trips and window results.
+//!
+//! Every message value starts with one byte naming its schema version, and
+//! every message also carries the header [`SCHEMA_HEADER`] (e.g. `trip/1`) so
+//! tools can route messages without decoding them. A consumer that meets a
+//! version it does not know sends the message to the dead-letter topic with
+//! reason `unknown-version` instead of guessing.
+//!
+//! # `trip/1` (value of the trips topic)
+//!
+//! Little-endian, fixed layout followed by the optional fields that are present:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 | version = 1 |
+//! | 1 | dataset: 0 yellow, 1 green, 2 fhv, 3 fhvhv |
+//! | 2 | flags: bit per optional field present (see `F_*`), plus `store_and_fwd` value and `refund` |
+//! | 8 | landing id: position in the PostgreSQL outbox (per-partition increasing; used to drop re-published duplicates) |
+//! | 8 | pickup, µs of naive local time (the event time) |
+//! | 8 | dropoff, µs |
+//! | 4 + 4 | pickup zone, dropoff zone |
+//! | 8 × 8 | trip_distance, fare, extra, mta_tax, tip, tolls, improvement_surcharge, total (f64) |
+//! | 4 each | vendor_id, passenger_count, ratecode_id, payment_type, trip_type, when present |
+//! | 8 each | congestion_surcharge, airport_fee, cbd_congestion_fee, ehail_fee, when present |
+//! | 8 | source row |
+//! | 2 + n | source (file, URL or dataset), UTF-8 |
+//!
+//! A typical yellow trip is about 170 bytes before batch compression (zstd,
+//! which removes most of the repeated source name).
+//!
+//! # `window/1` (value of the aggregates topic)
+//!
+//! JSON of [`WindowResult`] after the version byte. Results are a few per
+//! window and zone, orders of magnitude fewer than trips, and JSON keeps them
+//! readable with any Kafka tool; the version byte still guards the schema.
+
+use taxistream_crds::pipeline::Dataset;
+
+use crate::trip::{Micros, SourceRef, Trip};
+
+/// Header naming the schema of a message value.
+pub const SCHEMA_HEADER: &str = "taxistream-schema";
+/// Schema of trip messages written by this version.
+pub const TRIP_SCHEMA: &str = "trip/1";
+/// Schema of window-result messages written by this version.
+pub const WINDOW_SCHEMA: &str = "window/1";
+
+const TRIP_V1: u8 = 1;
+
+const F_VENDOR: u16 = 1 << 0;
+const F_PASSENGERS: u16 = 1 << 1;
+const F_RATECODE: u16 = 1 << 2;
+const F_PAYMENT: u16 = 1 << 3;
+const F_TRIP_TYPE: u16 = 1 << 4;
+const F_CONGESTION: u16 = 1 << 5;
+const F_AIRPORT: u16 = 1 << 6;
+const F_CBD: u16 = 1 << 7;
+const F_EHAIL: u16 = 1 << 8;
+const F_STORE_FWD: u16 = 1 << 9;
+const F_STORE_FWD_Y: u16 = 1 << 10;
+const F_REFUND: u16 = 1 << 11;
+const F_KNOWN: u16 = (1 << 12) - 1;
+
+/// Why a message could not be decoded; the `reason` goes into the dead-letter header.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("empty message value")]
+    Empty,
+    #[error("unknown schema version {0}")]
+    UnknownVersion(u8),
+    #[error("message truncated: needed {needed} bytes at offset {at}, value has {len}")]
+    Truncated {
+        at: usize,
+        needed: usize,
+        len: usize,
+    },
+    #[error("invalid field {field}: {detail}")]
+    Invalid { field: &'static str, detail: String },
+    #[error("{0} trailing bytes after the record")]
+    Trailing(usize),
+}
+
+impl DecodeError {
+    /// Short machine-readable reason for headers and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "empty",
+            DecodeError::UnknownVersion(_) => "unknown-version",
+            DecodeError::Truncated { .. } => "truncated",
+            DecodeError::Invalid { .. } => "invalid-field",
+            DecodeError::Trailing(_) => "trailing-bytes",
+        }
+    }
+}
+
+/// A trip as published by the relay: the record plus its outbox position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TripMessage {
+    pub landing_id: u64,
+    pub trip: Trip,
+}
+
+fn dataset_code(d: Dataset) -> u8 {
+    match d {
+        Dataset::Yellow => 0,
+        Dataset::Green => 1,
+        Dataset::Fhv => 2,
+        Dataset::Fhvhv => 3,
+    }
+}
+
+fn dataset_from(code: u8) -> Result<Dataset, DecodeError> {
+    Ok(match code {
+        0 => Dataset::Yellow,
+        1 => Dataset::Green,
+        2 => Dataset::Fhv,
+        3 => Dataset::Fhvhv,
+        other => {
+            return Err(DecodeError::Invalid {
+                field: "dataset",
+                detail: format!("code {other}"),
+            });
+        }
+    })
+}
+
+/// Appends the `trip/1` encoding of `msg` to `out` (cleared first), so a
+/// producer loop can reuse one buffer.
+pub fn encode_trip(msg: &TripMessage, out: &mut Vec<u8>) {
+    let t = &msg.trip;
+    out.clear();
+    let mut flags = 0u16;
+    let mut set = |bit: u16, on: bool| {
+        if on {
+            flags |= bit
+        }
+    };
+    set(F_VENDOR, t.vendor_id.is_some());
+    set(F_PASSENGERS, t.passenger_count.is_some());
+    set(F_RATECODE, t.ratecode_id.is_some());
+    set(F_PAYMENT, t.payment_type.is_some());
+    set(F_TRIP_TYPE, t.trip_type.is_some());
+    set(F_CONGESTION, t.congestion_surcharge.is_some());
+    set(F_AIRPORT, t.airport_fee.is_some());
+    set(F_CBD, t.cbd_congestion_fee.is_some());
+    set(F_EHAIL, t.ehail_fee.is_some());
+    set(F_STORE_FWD, t.store_and_fwd.is_some());
+    set(F_STORE_FWD_Y, t.store_and_fwd == Some(true));
+    set(F_REFUND, t.refund);
+
+    out.push(TRIP_V1);
+    out.push(dataset_code(t.dataset));
+    out.extend_from_slice(&flags.to_le_bytes());
+    out.extend_from_slice(&msg.landing_id.to_le_bytes());
+    out.extend_from_slice(&t.pickup.to_le_bytes());
+    out.extend_from_slice(&t.dropoff.to_le_bytes());
+    out.extend_from_slice(&t.pu_location_id.to_le_bytes());
+    out.extend_from_slice(&t.do_location_id.to_le_bytes());
+    for v in [
+        t.trip_distance,
+        t.fare_amount,
+        t.extra,
+        t.mta_tax,
+        t.tip_amount,
+        t.tolls_amount,
+        t.improvement_surcharge,
+        t.total_amount,
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [
+        t.vendor_id,
+        t.passenger_count,
+        t.ratecode_id,
+        t.payment_type,
+        t.trip_type,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [
+        t.congestion_surcharge,
+        t.airport_fee,
+        t.cbd_congestion_fee,
+        t.ehail_fee,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&t.source.row.to_le_bytes());
+    // Source names are bounded by the CRD (2048 bytes); longer ones are cut at
+    // a character boundary rather than making the message undecodable.
+    let mut src = t.source.source.as_str();
+    while src.len() > u16::MAX as usize {
+        let mut cut = u16::MAX as usize;
+        while !src.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        src = &src[..cut];
+    }
+    out.extend_from_slice(&(src.len() as u16).to_le_bytes());
+    out.extend_from_slice(src.as_bytes());
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len());
+        match end {
+            Some(end) => {
+                let s = &self.buf[self.at..end];
+                self.at = end;
+                Ok(s)
+            }
+            None => Err(DecodeError::Truncated {
+                at: self.at,
+                needed: n,
+                len: self.buf.len(),
+            }),
+        }
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn i32(&mut self) -> Result<i32, DecodeError> {
+        Ok(i32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn i64(&mut self) -> Result<Micros, DecodeError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+    fn f64(&mut self) -> Result<f64, DecodeError> {
+        Ok(f64::from_le_bytes(self.array()?))
+    }
+}
+
+/// The schema version byte of a value, if it has one.
+pub fn version_of(value: &[u8]) -> Option<u8> {
+    value.first().copied()
+}
+
+/// Decodes a `trip/1` value. Structural checks only: field-level validation
+/// (zones, times, amounts) is the validator's job, so every stage applies the
+/// same rules.
+pub fn decode_trip(value: &[u8]) -> Result<TripMessage, DecodeError> {
+    let mut r = Reader { buf: value, at: 0 };
+    match value.first() {
+        None => return Err(DecodeError::Empty),
+        Some(&TRIP_V1) => {}
+        Some(&v) => return Err(DecodeError::UnknownVersion(v)),
+    }
+    r.u8()?;
+    let dataset = dataset_from(r.u8()?)?;
+    let flags = r.u16()?;
+    if flags & !F_KNOWN != 0 {
+        return Err(DecodeError::Invalid {
+            field: "flags",
+            detail: format!("unknown bits {:#06x}", flags & !F_KNOWN),
+        });
+    }
+    let has = |bit: u16| flags & bit != 0;
+    let landing_id = r.u64()?;
+    let pickup = r.i64()?;
+    let dropoff = r.i64()?;
+    let pu_location_id = r.i32()?;
+    let do_location_id = r.i32()?;
+    let trip_distance = r.f64()?;
+    let fare_amount = r.f64()?;
+    let extra = r.f64()?;
+    let mta_tax = r.f64()?;
+    let tip_amount = r.f64()?;
+    let tolls_amount = r.f64()?;
+    let improvement_surcharge = r.f64()?;
+    let total_amount = r.f64()?;
+    let mut opt_i32 = |bit: u16| -> Result<Option<i32>, DecodeError> {
+        if has(bit) {
+            r.i32().map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let vendor_id = opt_i32(F_VENDOR)?;
+    let passenger_count = opt_i32(F_PASSENGERS)?;
+    let ratecode_id = opt_i32(F_RATECODE)?;
+    let payment_type = opt_i32(F_PAYMENT)?;
+    let trip_type = opt_i32(F_TRIP_TYPE)?;
+    let mut opt_f64 = |bit: u16| -> Result<Option<f64>, DecodeError> {
+        if has(bit) {
+            r.f64().map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let congestion_surcharge = opt_f64(F_CONGESTION)?;
+    let airport_fee = opt_f64(F_AIRPORT)?;
+    let cbd_congestion_fee = opt_f64(F_CBD)?;
+    let ehail_fee = opt_f64(F_EHAIL)?;
+    let row = r.u64()?;
+    let len = r.u16()? as usize;
+    let source = std::str::from_utf8(r.take(len)?)
+        .map_err(|e| DecodeError::Invalid {
+            field: "source",
+            detail: e.to_string(),
+        })?
+        .to_owned();
+    if r.at != value.len() {
+        return Err(DecodeError::Trailing(value.len() - r.at));
+    }
+    Ok(TripMessage {
+        landing_id,
+        trip: Trip {
+            source: SourceRef { source, row },
+            dataset,
+            vendor_id,
+            pickup,
+            dropoff,
+            passenger_count,
+            trip_distance,
+            ratecode_id,
+            store_and_fwd: has(F_STORE_FWD).then_some(has(F_STORE_FWD_Y)),
+            pu_location_id,
+            do_location_id,
+            payment_type,
+            fare_amount,
+            extra,
+            mta_tax,
+            tip_amount,
+            tolls_amount,
+            improvement_surcharge,
+            total_amount,
+            congestion_surcharge,
+            airport_fee,
+            cbd_congestion_fee,
+            ehail_fee,
+            trip_type,
+            refund: has(F_REFUND),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trip() -> TripMessage {
+        TripMessage {
+            landing_id: 42,
+            trip: Trip {
+                source: SourceRef {
+                    source: "yellow_tripdata_2025-02.parquet".into(),
+                    row: 1234,
+                },
+                dataset: Dataset::Yellow,
+                vendor_id: Some(2),
+                pickup: 1_738_368_000_000_000,
+                dropoff: 1_738_368_900_000_000,
+                passenger_count: None,
+                trip_distance: 3.2,
+                ratecode_id: Some(1),
+                store_and_fwd: Some(true),
+                pu_location_id: 132,
+                do_location_id: 236,
+                payment_type: Some(1),
+                fare_amount: -17.7,
+                extra: 0.0,
+                mta_tax: 0.5,
+                tip_amount: 0.0,
+                tolls_amount: 6.94,
+                improvement_surcharge: 1.0,
+                total_amount: -9.26,
+                congestion_surcharge: Some(2.5),
+                airport_fee: None,
+                cbd_congestion_fee: Some(0.75),
+                ehail_fee: None,
+                trip_type: None,
+                refund: true,
+            },
+        }
+    }
+
+    #[test]
+    fn trip_round_trips() {
+        let mut buf = Vec::new();
+        encode_trip(&trip(), &mut buf);
+        assert_eq!(decode_trip(&buf).unwrap(), trip());
+        assert!(buf.len() < 200, "{} bytes", buf.len());
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let mut buf = Vec::new();
+        encode_trip(&trip(), &mut buf);
+        for n in 0..buf.len() {
+            assert!(
+                decode_trip(&buf[..n]).is_err(),
+                "prefix of {n} bytes decoded"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_versions_and_garbage_are_rejected_with_reasons() {
+        let mut buf = Vec::new();
+        encode_trip(&trip(), &mut buf);
+        buf[0] = 9;
+        assert_eq!(decode_trip(&buf).unwrap_err().reason(), "unknown-version");
+        assert_eq!(decode_trip(&[]).unwrap_err().reason(), "empty");
+        assert_eq!(
+            decode_trip(b"\x01\x00\x00\x00garbage")
+                .unwrap_err()
+                .reason(),
+            "truncated"
+        );
+        buf[0] = 1;
+        buf.push(0);
+        assert_eq!(decode_trip(&buf).unwrap_err().reason(), "trailing-bytes");
+    }
+}

@@ -1,0 +1,388 @@
+//! Kafka clients of the stages: connection settings (TLS and SASL from
+//! mounted files), the idempotent producer, consumer groups with rebalance
+//! notifications, dead-letter publishing and topic creation.
+//!
+//! Only standard protocol features are used (no transactions, no reliance on
+//! broker-side topic auto-creation), so the same code runs against Apache
+//! Kafka, Redpanda and the tansu broker the tests use.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use taxistream_crds::worker_config::{KafkaConfig, SaslConfig, TlsFiles};
+
+use crate::config::{ConfigError, Secret};
+use crate::metrics::Metrics;
+
+/// Errors of the Kafka layer, naming the topic where there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaIoError {
+    #[error("creating Kafka client: {0}")]
+    Client(#[source] KafkaError),
+    #[error("{what} on topic {topic}: {source}")]
+    Topic {
+        what: &'static str,
+        topic: String,
+        source: KafkaError,
+    },
+    #[error("Kafka: {what}: {source}")]
+    Op {
+        what: &'static str,
+        source: KafkaError,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("unsupported SASL mechanism {0:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")]
+    SaslMechanism(String),
+}
+
+/// Connection settings shared by every client of a process.
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    pub bootstrap: String,
+    pub tls: Option<TlsFiles>,
+    sasl: Option<(String, Secret, Secret)>,
+    /// `earliest` or `latest` for groups without committed offsets.
+    pub auto_offset_reset: String,
+}
+
+impl KafkaSettings {
+    /// Plain-text connection to `bootstrap`.
+    pub fn plain(bootstrap: impl Into<String>) -> Self {
+        Self {
+            bootstrap: bootstrap.into(),
+            tls: None,
+            sasl: None,
+            auto_offset_reset: "earliest".into(),
+        }
+    }
+
+    /// From the worker configuration; reads the SASL credential files.
+    pub fn from_config(cfg: &KafkaConfig) -> Result<Self, KafkaIoError> {
+        let sasl = match &cfg.sasl {
+            None => None,
+            Some(SaslConfig {
+                mechanism,
+                username_file,
+                password_file,
+            }) => {
+                if !matches!(
+                    mechanism.as_str(),
+                    "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+                ) {
+                    return Err(KafkaIoError::SaslMechanism(mechanism.clone()));
+                }
+                Some((
+                    mechanism.clone(),
+                    Secret::from_file(Path::new(username_file))?,
+                    Secret::from_file(Path::new(password_file))?,
+                ))
+            }
+        };
+        Ok(Self {
+            bootstrap: cfg.bootstrap_servers.clone(),
+            tls: cfg.tls.clone(),
+            sasl,
+            // The first start of a pipeline must see the whole history of the
+            // trips topic; afterwards committed offsets take over.
+            auto_offset_reset: "earliest".into(),
+        })
+    }
+
+    /// The librdkafka properties common to every client.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        let protocol = match (&self.tls, &self.sasl) {
+            (None, None) => "plaintext",
+            (Some(_), None) => "ssl",
+            (None, Some(_)) => "sasl_plaintext",
+            (Some(_), Some(_)) => "sasl_ssl",
+        };
+        c.set("security.protocol", protocol);
+        if let Some(tls) = &self.tls {
+            if let Some(ca) = &tls.ca_file {
+                c.set("ssl.ca.location", ca);
+            }
+            if let Some(cert) = &tls.cert_file {
+                c.set("ssl.certificate.location", cert);
+            }
+            if let Some(key) = &tls.key_file {
+                c.set("ssl.key.location", key);
+            }
+            c.set("ssl.endpoint.identification.algorithm", "https");
+        }
+        if let Some((mechanism, user, password)) = &self.sasl {
+            c.set("sasl.mechanisms", mechanism);
+            c.set("sasl.username", user.expose());
+            c.set("sasl.password", password.expose());
+        }
+        c
+    }
+
+    /// The idempotent producer: `acks=all`, ordered retries, zstd batches.
+    /// Keys are placed with murmur2 like the Java client, so other producers
+    /// of the same keys land on the same partitions.
+    pub fn producer(&self) -> Result<FutureProducer, KafkaIoError> {
+        let mut c = self.client_config();
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "zstd")
+            .set("linger.ms", "20")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("message.timeout.ms", "120000")
+            .set("partitioner", "murmur2_random");
+        c.create().map_err(KafkaIoError::Client)
+    }
+
+    /// A consumer in `group` that commits only when told to.
+    pub fn consumer<C: ConsumerContext + 'static>(
+        &self,
+        group: &str,
+        context: C,
+    ) -> Result<StreamConsumer<C>, KafkaIoError> {
+        let mut c = self.client_config();
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", &self.auto_offset_reset)
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("statistics.interval.ms", "5000")
+            .set("enable.partition.eof", "false");
+        c.create_with_context(context).map_err(KafkaIoError::Client)
+    }
+
+    /// Creates the topics that do not exist yet, each with `partitions`
+    /// partitions and replication factor `replication`. The operator owns
+    /// topics in a cluster; the tests, the demo and the benchmark use this.
+    pub async fn ensure_topics(
+        &self,
+        topics: &[&str],
+        partitions: i32,
+        replication: i32,
+    ) -> Result<(), KafkaIoError> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .client_config()
+            .create()
+            .map_err(KafkaIoError::Client)?;
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+            .collect();
+        let results = admin
+            .create_topics(
+                &new,
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .map_err(|source| KafkaIoError::Op {
+                what: "create topics",
+                source,
+            })?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(KafkaIoError::Topic {
+                        what: "create topic",
+                        topic,
+                        source: KafkaError::AdminOp(code),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Header keys of dead letters.
+pub mod dlq {
+    /// Why the record was rejected (`late`, `unknown-version`, `truncated`, …).
+    pub const REASON: &str = "taxistream-reason";
+    /// Human-readable detail: the field, the value, the window.
+    pub const DETAIL: &str = "taxistream-detail";
+    /// Stage that rejected it.
+    pub const STAGE: &str = "taxistream-stage";
+    /// `topic/partition@offset` of the original message.
+    pub const ORIGIN: &str = "taxistream-origin";
+}
+
+/// Headers of a dead-letter message.
+pub fn dead_letter_headers(reason: &str, detail: &str, stage: &str, origin: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: dlq::REASON,
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: dlq::DETAIL,
+            value: Some(detail),
+        })
+        .insert(Header {
+            key: dlq::STAGE,
+            value: Some(stage),
+        })
+        .insert(Header {
+            key: dlq::ORIGIN,
+            value: Some(origin),
+        })
+}
+
+/// Headers carrying only the schema of the value.
+pub fn schema_headers(schema: &str) -> OwnedHeaders {
+    OwnedHeaders::new().insert(Header {
+        key: super::codec::SCHEMA_HEADER,
+        value: Some(schema),
+    })
+}
+
+/// Sends one record and waits for the broker's acknowledgement.
+pub async fn send_acked(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: &[u8],
+    headers: OwnedHeaders,
+) -> Result<(), KafkaIoError> {
+    let mut rec = FutureRecord::<[u8], [u8]>::to(topic)
+        .payload(value)
+        .headers(headers);
+    if let Some(k) = key {
+        rec = rec.key(k);
+    }
+    producer
+        .send(rec, Duration::from_secs(120))
+        .await
+        .map(|_| ())
+        .map_err(|(source, _)| KafkaIoError::Topic {
+            what: "produce",
+            topic: topic.to_owned(),
+            source,
+        })
+}
+
+/// A partition assignment change, delivered to the stage loop in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignment {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Offsets a stage has made safe to commit; the rebalance callback commits
+/// them synchronously before partitions move.
+pub type CommitReady = Arc<Mutex<HashMap<(String, i32), i64>>>;
+
+/// Consumer context of the stages: reports rebalances through a channel,
+/// commits ready offsets before a revocation, and feeds the lag gauge from
+/// librdkafka's statistics.
+pub struct StageContext {
+    events: Mutex<mpsc::Sender<Assignment>>,
+    pub ready: CommitReady,
+    metrics: Metrics,
+}
+
+impl StageContext {
+    pub fn new(metrics: Metrics) -> (Self, mpsc::Receiver<Assignment>) {
+        let (tx, rx) = mpsc::channel();
+        (
+            Self {
+                events: Mutex::new(tx),
+                ready: Arc::default(),
+                metrics,
+            },
+            rx,
+        )
+    }
+
+    fn send(&self, a: Assignment) {
+        if let Ok(tx) = self.events.lock() {
+            // The receiver only goes away when the stage is exiting.
+            let _ = tx.send(a);
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+/// Commits `offsets` synchronously; used on revocation and shutdown.
+pub fn commit_sync<X: ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    offsets: &HashMap<(String, i32), i64>,
+) -> Result<(), KafkaIoError> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .map_err(|source| KafkaIoError::Op {
+                what: "build commit list",
+                source,
+            })?;
+    }
+    consumer
+        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
+        .map_err(|source| KafkaIoError::Op {
+            what: "commit offsets",
+            source,
+        })
+}
+
+impl ClientContext for StageContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // librdkafka reports -1 for partitions it does not consume
+                // and for the internal UA partition (-1).
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics.consumer_lag(topic, *partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for StageContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let revoked = partitions(tpl);
+            let ready: HashMap<_, _> = match self.ready.lock() {
+                Ok(mut ready) => revoked
+                    .iter()
+                    .filter_map(|k| ready.remove(k).map(|v| (k.clone(), v)))
+                    .collect(),
+                Err(_) => HashMap::new(),
+            };
+            if let Err(e) = commit_sync(consumer, &ready) {
+                tracing::warn!(error = %e, "commit on revocation failed; the next owner replays from the previous commit");
+            }
+            self.send(Assignment::Revoked(revoked));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => self.send(Assignment::Assigned(partitions(tpl))),
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}

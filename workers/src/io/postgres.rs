@@ -1,0 +1,601 @@
+//! The PostgreSQL landing store: raw trips landed idempotently with `COPY`,
+//! per-source ingest progress, rejected records, and the outbox the relay
+//! publishes from.
+//!
+//! Landing a batch is one transaction: `COPY` into a session-temporary
+//! staging table, then `INSERT … SELECT … ON CONFLICT (source, source_row) DO
+//! NOTHING` into the landing table under a transaction-level advisory lock,
+//! then the source's progress row. Because ids are drawn under that lock,
+//! every committed id is larger than every id committed before it, which is
+//! what lets the relay read the table as an outbox ordered by id without gaps
+//! appearing behind its read position.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::migrate::{Migration, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
+use sqlx::{AssertSqlSafe, Postgres, Row, SqlSafeStr, Transaction};
+use taxistream_crds::pipeline::{Dataset, PgSslMode as SslMode};
+
+use crate::config::Secret;
+use crate::trip::{SourceRef, Trip, format_micros, micros_from_naive};
+
+/// Errors of the landing store, naming the table or source involved.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// The URL is never included: it holds the password.
+    #[error("invalid PostgreSQL URL (value not shown): {0}")]
+    Url(String),
+    #[error("invalid identifier {0:?}: must match [a-z_][a-z0-9_]{{0,62}}")]
+    Identifier(String),
+    #[error("connecting to PostgreSQL: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migrating {table}: {source}")]
+    Migrate {
+        table: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("{what} ({table}): {source}")]
+    Query {
+        what: &'static str,
+        table: String,
+        source: sqlx::Error,
+    },
+    #[error("{table} row id {id}: {detail}")]
+    BadRow {
+        table: String,
+        id: i64,
+        detail: String,
+    },
+}
+
+/// Embedded migration templates (see `workers/migrations/`).
+static TEMPLATES: Migrator = sqlx::migrate!("./migrations");
+
+fn valid_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && s.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn ssl_mode(mode: SslMode) -> PgSslMode {
+    match mode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require => PgSslMode::Require,
+        SslMode::VerifyCa => PgSslMode::VerifyCa,
+        SslMode::VerifyFull => PgSslMode::VerifyFull,
+    }
+}
+
+/// Connection parameters of the landing store.
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    pub url: Secret,
+    /// `None` keeps whatever `sslmode` the URL names.
+    pub ssl_mode: Option<SslMode>,
+    pub ca_file: Option<String>,
+    pub schema: String,
+    pub table: String,
+}
+
+/// Result of landing one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Landed {
+    /// Rows new to the table.
+    pub inserted: u64,
+    /// Rows already present from an earlier run (same source identity).
+    pub duplicates: u64,
+}
+
+/// A row read from the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub trip: Trip,
+}
+
+/// The landing store of one pipeline.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    schema: String,
+    table: String,
+    /// `schema.table`
+    qualified: String,
+}
+
+const COLUMNS: &str = "source, source_row, dataset, vendor_id, pickup, dropoff, passenger_count, \
+    trip_distance, ratecode_id, store_and_fwd, pu_location_id, do_location_id, payment_type, \
+    fare_amount, extra, mta_tax, tip_amount, tolls_amount, improvement_surcharge, total_amount, \
+    congestion_surcharge, airport_fee, cbd_congestion_fee, ehail_fee, trip_type, refund";
+
+impl PgStore {
+    /// Connects (TLS as configured) and applies pending migrations.
+    pub async fn connect(settings: &PgSettings, max_connections: u32) -> Result<Self, PgError> {
+        for ident in [&settings.schema, &settings.table] {
+            if !valid_identifier(ident) {
+                return Err(PgError::Identifier(ident.clone()));
+            }
+        }
+        let mut opts = PgConnectOptions::from_str(settings.url.expose())
+            .map_err(|e| PgError::Url(redact(&e.to_string(), &settings.url)))?
+            .application_name("taxistream-worker");
+        if let Some(mode) = settings.ssl_mode {
+            opts = opts.ssl_mode(ssl_mode(mode));
+        }
+        if let Some(ca) = &settings.ca_file {
+            opts = opts.ssl_root_cert(Path::new(ca));
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect_with(opts)
+            .await
+            .map_err(PgError::Connect)?;
+        let store = Self {
+            pool,
+            qualified: format!("{}.{}", settings.schema, settings.table),
+            schema: settings.schema.clone(),
+            table: settings.table.clone(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn migrator(&self) -> Migrator {
+        let migrations = TEMPLATES
+            .iter()
+            .map(|m| {
+                let sql = m
+                    .sql
+                    .as_str()
+                    .replace("__SCHEMA__", &self.schema)
+                    .replace("__TABLE__", &self.table);
+                Migration::new(
+                    m.version,
+                    m.description.clone(),
+                    m.migration_type,
+                    AssertSqlSafe(sql).into_sql_str(),
+                    m.no_tx,
+                )
+            })
+            .collect();
+        let mut migrator = Migrator::with_migrations(migrations);
+        // One history table per landing table, so two pipelines sharing a
+        // database (or a schema) migrate independently.
+        migrator.dangerous_set_table_name(format!(
+            "{}._taxistream_{}_migrations",
+            self.schema, self.table
+        ));
+        migrator.create_schema(Cow::Owned(self.schema.clone()));
+        migrator
+    }
+
+    async fn migrate(&self) -> Result<(), PgError> {
+        self.migrator()
+            .run(&self.pool)
+            .await
+            .map_err(|source| PgError::Migrate {
+                table: self.qualified.clone(),
+                source,
+            })
+    }
+
+    fn query_err(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> PgError + '_ {
+        move |source| PgError::Query {
+            what,
+            table: self.qualified.clone(),
+            source,
+        }
+    }
+
+    /// The pool, for tests and tools that inspect the store.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// `schema.table` of the landing table.
+    pub fn table(&self) -> &str {
+        &self.qualified
+    }
+
+    /// Where landing of `source` stands: the next row to land and whether
+    /// the source was completed.
+    pub async fn progress(&self, source: &str) -> Result<Option<(u64, bool)>, PgError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT next_row, completed FROM {}_ingest_progress WHERE source = $1",
+            self.qualified
+        )))
+        .bind(source)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.query_err("read ingest progress"))?;
+        Ok(row.map(|r| (r.get::<i64, _>(0).max(0) as u64, r.get::<bool, _>(1))))
+    }
+
+    /// Marks `source` as fully landed; later runs skip it without reading it.
+    pub async fn complete(&self, source: &str, next_row: u64) -> Result<(), PgError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {t}_ingest_progress (source, next_row, completed) VALUES ($1, $2, true) \
+             ON CONFLICT (source) DO UPDATE SET completed = true, \
+             next_row = GREATEST({t}_ingest_progress.next_row, EXCLUDED.next_row), updated_at = now()",
+            t = self.qualified
+        )))
+        .bind(source)
+        .bind(next_row as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(self.query_err("complete ingest progress"))?;
+        Ok(())
+    }
+
+    /// Lands `trips` (all from `source`, in row order) and rejected records,
+    /// and advances the source's progress to `next_row`, in one transaction.
+    pub async fn land(
+        &self,
+        source: &str,
+        trips: &[Trip],
+        rejected: &[(SourceRef, String, String)],
+        next_row: u64,
+    ) -> Result<Landed, PgError> {
+        let mut tx = self.pool.begin().await.map_err(self.query_err("begin"))?;
+        let mut inserted = 0;
+        if !trips.is_empty() {
+            sqlx::query(AssertSqlSafe(format!(
+                "CREATE TEMP TABLE IF NOT EXISTS taxistream_staging \
+                 (LIKE {} INCLUDING DEFAULTS EXCLUDING IDENTITY) ON COMMIT DELETE ROWS",
+                self.qualified
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query_err("create staging table"))?;
+            let mut copy = tx
+                .copy_in_raw(&format!("COPY taxistream_staging ({COLUMNS}) FROM STDIN"))
+                .await
+                .map_err(self.query_err("start COPY"))?;
+            let mut buf = String::with_capacity(trips.len() * 200);
+            for t in trips {
+                copy_row(&mut buf, t);
+            }
+            copy.send(buf.into_bytes())
+                .await
+                .map_err(self.query_err("COPY rows"))?;
+            copy.finish().await.map_err(self.query_err("finish COPY"))?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(format!("taxistream.landing.{}", self.qualified))
+                .execute(&mut *tx)
+                .await
+                .map_err(self.query_err("take landing lock"))?;
+            inserted = sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {t} ({COLUMNS}) SELECT {COLUMNS} FROM taxistream_staging \
+                 ORDER BY source_row ON CONFLICT (source, source_row) DO NOTHING",
+                t = self.qualified
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query_err("insert landed rows"))?
+            .rows_affected();
+        }
+        for (src, reason, detail) in rejected {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {}_dead_letters (source, source_row, reason, detail) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (source, source_row) DO NOTHING",
+                self.qualified
+            )))
+            .bind(&src.source)
+            .bind(src.row as i64)
+            .bind(reason)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query_err("insert dead letter"))?;
+        }
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {t}_ingest_progress (source, next_row) VALUES ($1, $2) \
+             ON CONFLICT (source) DO UPDATE SET \
+             next_row = GREATEST({t}_ingest_progress.next_row, EXCLUDED.next_row), updated_at = now()",
+            t = self.qualified
+        )))
+        .bind(source)
+        .bind(next_row as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.query_err("advance ingest progress"))?;
+        tx.commit()
+            .await
+            .map_err(self.query_err("commit landing"))?;
+        Ok(Landed {
+            inserted,
+            duplicates: trips.len() as u64 - inserted,
+        })
+    }
+
+    /// Opens the relay's transaction: locks its progress row (so a second
+    /// relay replica waits as a standby) and returns the last published id.
+    pub async fn begin_relay(&self, relay: &str) -> Result<RelayTx, PgError> {
+        let mut tx = self.pool.begin().await.map_err(self.query_err("begin"))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {}_relay_progress (relay, last_id) VALUES ($1, 0) ON CONFLICT (relay) DO NOTHING",
+            self.qualified
+        )))
+        .bind(relay)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.query_err("create relay progress"))?;
+        let last_id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT last_id FROM {}_relay_progress WHERE relay = $1 FOR UPDATE",
+            self.qualified
+        )))
+        .bind(relay)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.query_err("lock relay progress"))?;
+        Ok(RelayTx {
+            tx,
+            last_id,
+            relay: relay.to_owned(),
+            qualified: self.qualified.clone(),
+        })
+    }
+
+    /// Rows landed so far.
+    pub async fn count(&self) -> Result<i64, PgError> {
+        sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM {}",
+            self.qualified
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(self.query_err("count"))
+    }
+}
+
+/// The relay's open transaction over its progress row.
+pub struct RelayTx {
+    tx: Transaction<'static, Postgres>,
+    pub last_id: i64,
+    relay: String,
+    qualified: String,
+}
+
+impl RelayTx {
+    /// Up to `limit` rows after the read position, in landing order.
+    pub async fn fetch(&mut self, limit: i64) -> Result<Vec<OutboxRow>, PgError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, {COLUMNS} FROM {} WHERE id > $1 ORDER BY id LIMIT $2",
+            self.qualified
+        )))
+        .bind(self.last_id)
+        .bind(limit)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(|source| PgError::Query {
+            what: "read outbox",
+            table: self.qualified.clone(),
+            source,
+        })?;
+        rows.iter()
+            .map(|r| outbox_row(r, &self.qualified))
+            .collect()
+    }
+
+    /// Records `last_id` as published and commits, in the transaction that
+    /// read the rows.
+    pub async fn commit(mut self, last_id: i64) -> Result<(), PgError> {
+        let table = self.qualified.clone();
+        let err = |what| {
+            let table = table.clone();
+            move |source| PgError::Query {
+                what,
+                table,
+                source,
+            }
+        };
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {}_relay_progress SET last_id = $2, updated_at = now() WHERE relay = $1",
+            self.qualified
+        )))
+        .bind(&self.relay)
+        .bind(last_id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(err("advance relay progress"))?;
+        self.tx.commit().await.map_err(err("commit relay progress"))
+    }
+}
+
+fn dataset_from(s: &str) -> Option<Dataset> {
+    Some(match s {
+        "yellow" => Dataset::Yellow,
+        "green" => Dataset::Green,
+        "fhv" => Dataset::Fhv,
+        "fhvhv" => Dataset::Fhvhv,
+        _ => return None,
+    })
+}
+
+fn outbox_row(r: &PgRow, table: &str) -> Result<OutboxRow, PgError> {
+    let id: i64 = r.get("id");
+    let bad = |detail: String| PgError::BadRow {
+        table: table.to_owned(),
+        id,
+        detail,
+    };
+    let get = |e: sqlx::Error| bad(e.to_string());
+    let dataset: String = r.try_get("dataset").map_err(get)?;
+    let source_row: i64 = r.try_get("source_row").map_err(get)?;
+    let trip = Trip {
+        source: SourceRef {
+            source: r.try_get("source").map_err(get)?,
+            row: u64::try_from(source_row).map_err(|e| bad(e.to_string()))?,
+        },
+        dataset: dataset_from(&dataset).ok_or_else(|| bad(format!("dataset {dataset:?}")))?,
+        vendor_id: r.try_get("vendor_id").map_err(get)?,
+        pickup: micros_from_naive(r.try_get("pickup").map_err(get)?),
+        dropoff: micros_from_naive(r.try_get("dropoff").map_err(get)?),
+        passenger_count: r.try_get("passenger_count").map_err(get)?,
+        trip_distance: r.try_get("trip_distance").map_err(get)?,
+        ratecode_id: r.try_get("ratecode_id").map_err(get)?,
+        store_and_fwd: r.try_get("store_and_fwd").map_err(get)?,
+        pu_location_id: r.try_get("pu_location_id").map_err(get)?,
+        do_location_id: r.try_get("do_location_id").map_err(get)?,
+        payment_type: r.try_get("payment_type").map_err(get)?,
+        fare_amount: r.try_get("fare_amount").map_err(get)?,
+        extra: r.try_get("extra").map_err(get)?,
+        mta_tax: r.try_get("mta_tax").map_err(get)?,
+        tip_amount: r.try_get("tip_amount").map_err(get)?,
+        tolls_amount: r.try_get("tolls_amount").map_err(get)?,
+        improvement_surcharge: r.try_get("improvement_surcharge").map_err(get)?,
+        total_amount: r.try_get("total_amount").map_err(get)?,
+        congestion_surcharge: r.try_get("congestion_surcharge").map_err(get)?,
+        airport_fee: r.try_get("airport_fee").map_err(get)?,
+        cbd_congestion_fee: r.try_get("cbd_congestion_fee").map_err(get)?,
+        ehail_fee: r.try_get("ehail_fee").map_err(get)?,
+        trip_type: r.try_get("trip_type").map_err(get)?,
+        refund: r.try_get("refund").map_err(get)?,
+    };
+    Ok(OutboxRow { id, trip })
+}
+
+/// Removes the URL (and its password) from a driver error message.
+fn redact(message: &str, url: &Secret) -> String {
+    message.replace(url.expose(), "***")
+}
+
+/// Appends `t` as one line of PostgreSQL's COPY text format.
+fn copy_row(buf: &mut String, t: &Trip) {
+    fn text(buf: &mut String, s: &str) {
+        for c in s.chars() {
+            match c {
+                '\\' => buf.push_str("\\\\"),
+                '\t' => buf.push_str("\\t"),
+                '\n' => buf.push_str("\\n"),
+                '\r' => buf.push_str("\\r"),
+                c => buf.push(c),
+            }
+        }
+    }
+    fn opt<T: std::fmt::Display>(buf: &mut String, v: Option<T>) {
+        match v {
+            Some(v) => {
+                let _ = write!(buf, "{v}");
+            }
+            None => buf.push_str("\\N"),
+        }
+    }
+    fn float(buf: &mut String, v: f64) {
+        if v.is_nan() {
+            buf.push_str("NaN");
+        } else if v.is_infinite() {
+            buf.push_str(if v > 0.0 { "Infinity" } else { "-Infinity" });
+        } else {
+            let _ = write!(buf, "{v}");
+        }
+    }
+    text(buf, &t.source.source);
+    let _ = write!(buf, "\t{}\t{}\t", t.source.row, t.dataset.as_str());
+    opt(buf, t.vendor_id);
+    let _ = write!(
+        buf,
+        "\t{}\t{}\t",
+        format_micros(t.pickup),
+        format_micros(t.dropoff)
+    );
+    opt(buf, t.passenger_count);
+    buf.push('\t');
+    float(buf, t.trip_distance);
+    buf.push('\t');
+    opt(buf, t.ratecode_id);
+    buf.push('\t');
+    opt(buf, t.store_and_fwd.map(|b| if b { "t" } else { "f" }));
+    let _ = write!(buf, "\t{}\t{}\t", t.pu_location_id, t.do_location_id);
+    opt(buf, t.payment_type);
+    for v in [
+        t.fare_amount,
+        t.extra,
+        t.mta_tax,
+        t.tip_amount,
+        t.tolls_amount,
+        t.improvement_surcharge,
+        t.total_amount,
+    ] {
+        buf.push('\t');
+        float(buf, v);
+    }
+    for v in [
+        t.congestion_surcharge,
+        t.airport_fee,
+        t.cbd_congestion_fee,
+        t.ehail_fee,
+    ] {
+        buf.push('\t');
+        match v {
+            Some(v) => float(buf, v),
+            None => buf.push_str("\\N"),
+        }
+    }
+    buf.push('\t');
+    opt(buf, t.trip_type);
+    buf.push_str(if t.refund { "\tt\n" } else { "\tf\n" });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_checked() {
+        assert!(valid_identifier("trips"));
+        assert!(valid_identifier("_t2"));
+        assert!(!valid_identifier("Trips"));
+        assert!(!valid_identifier("t;drop table x"));
+        assert!(!valid_identifier(""));
+        assert!(!valid_identifier(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn copy_text_escapes_source_names() {
+        let mut buf = String::new();
+        let trip = Trip {
+            source: SourceRef {
+                source: "a\tb\\c\nd".into(),
+                row: 3,
+            },
+            dataset: Dataset::Green,
+            vendor_id: None,
+            pickup: 0,
+            dropoff: 1_000_000,
+            passenger_count: Some(2),
+            trip_distance: 1.25,
+            ratecode_id: None,
+            store_and_fwd: Some(true),
+            pu_location_id: 1,
+            do_location_id: 2,
+            payment_type: None,
+            fare_amount: -3.5,
+            extra: 0.0,
+            mta_tax: 0.5,
+            tip_amount: 0.0,
+            tolls_amount: 0.0,
+            improvement_surcharge: 0.3,
+            total_amount: -2.7,
+            congestion_surcharge: None,
+            airport_fee: Some(1.75),
+            cbd_congestion_fee: None,
+            ehail_fee: None,
+            trip_type: Some(1),
+            refund: true,
+        };
+        copy_row(&mut buf, &trip);
+        assert_eq!(
+            buf,
+            "a\\tb\\\\c\\nd\t3\tgreen\t\\N\t1970-01-01 00:00:00\t1970-01-01 00:00:01\t2\t1.25\t\\N\tt\t1\t2\t\\N\t-3.5\t0\t0.5\t0\t0\t0.3\t-2.7\t\\N\t1.75\t\\N\t\\N\t1\tt\n"
+        );
+        assert_eq!(buf.matches('\t').count() + 1, COLUMNS.split(',').count());
+    }
+}
