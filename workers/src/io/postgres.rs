@@ -247,8 +247,8 @@ impl PgStore {
         let mut inserted = 0;
         if !trips.is_empty() {
             sqlx::query(AssertSqlSafe(format!(
-                "CREATE TEMP TABLE IF NOT EXISTS taxistream_staging \
-                 (LIKE {} INCLUDING DEFAULTS EXCLUDING IDENTITY) ON COMMIT DELETE ROWS",
+                "CREATE TEMP TABLE IF NOT EXISTS taxistream_staging ON COMMIT DELETE ROWS \
+                 AS SELECT {COLUMNS} FROM {} WITH NO DATA",
                 self.qualified
             )))
             .execute(&mut *tx)
