@@ -31,3 +31,44 @@ check-crds:
 ## crds: regenerate the CRD YAML (crds/ and the chart's crds/).
 crds:
 	$(ENV) cargo run --locked -q -p taxistream-crds --bin crdgen
+
+## Images and a laptop cluster (docs/kubernetes.md, "Run on kind").
+# `make images CONTAINER_TOOL=podman` works too; IMAGE_TAG defaults to the chart's appVersion.
+CONTAINER_TOOL ?= docker
+IMAGE_REGISTRY ?= ghcr.io/taxistream
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/taxistream/Chart.yaml)
+OPERATOR_IMAGE := $(IMAGE_REGISTRY)/taxistream-operator:$(IMAGE_TAG)
+WORKER_IMAGE := $(IMAGE_REGISTRY)/taxistream-worker:$(IMAGE_TAG)
+KIND_CLUSTER ?= taxistream
+RELEASE_NAMESPACE ?= taxistream-system
+
+.PHONY: images kind-up kind-load deploy dev-backends check-manifests
+
+## images: the operator and worker images (multi-stage release builds, distroless runtime).
+images:
+	$(CONTAINER_TOOL) build -f images/operator.Dockerfile -t $(OPERATOR_IMAGE) .
+	$(CONTAINER_TOOL) build -f images/worker.Dockerfile -t $(WORKER_IMAGE) .
+
+## kind-up: a kind cluster from kind-config.yaml (kept if it already exists).
+kind-up:
+	kind get clusters | grep -qx '$(KIND_CLUSTER)' || kind create cluster --name $(KIND_CLUSTER) --config kind-config.yaml --wait 120s
+
+## kind-load: the images `make images` built, into the kind nodes (no registry needed).
+kind-load:
+	kind load docker-image --name $(KIND_CLUSTER) $(OPERATOR_IMAGE) $(WORKER_IMAGE)
+
+## deploy: CRDs (server-side, so upgrades apply too) and the chart with the images above.
+deploy:
+	$(ENV) kubectl apply --server-side -f charts/taxistream/crds/
+	$(ENV) helm upgrade --install taxistream charts/taxistream --namespace $(RELEASE_NAMESPACE) --create-namespace \
+	  --set image.repository=$(IMAGE_REGISTRY)/taxistream-operator --set image.tag=$(IMAGE_TAG) \
+	  --set workerImage.repository=$(IMAGE_REGISTRY)/taxistream-worker --set workerImage.tag=$(IMAGE_TAG) \
+	  --wait --timeout 5m
+
+## dev-backends: PostgreSQL, Kafka and Cassandra for kind, with the example's Secret, topics and sink.
+dev-backends:
+	$(ENV) kubectl apply -f examples/dev/
+
+## check-manifests: the packaging checks alone (also part of `make test`).
+check-manifests:
+	bash scripts/check-manifests.sh

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Packaging checks, run by scripts/test.sh (`make test`); takes seconds.
+#   - helm lint of the chart, with the default values and with every option on;
+#   - `helm template` of both (plus namespaced RBAC) through
+#     `kubernetes-validate --strict` for the oldest and newest Kubernetes we support;
+#   - restricted Pod Security, probes, and RBAC equal to what docs/operator.md
+#     documents, on the rendered chart;
+#   - every manifest under examples/ against the CRD schemas (check-jsonschema)
+#     or the Kubernetes schemas (kubernetes-validate);
+#   - the Dockerfiles: COPY sources exist, binary names match Cargo targets;
+#   - the Grafana dashboard queries only metrics the code registers.
+# Tools come from scripts/setup.sh (helm, kubernetes-validate, check-jsonschema).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+. scripts/env.sh
+
+KUBE_VERSIONS=(1.33.0 1.36.0)
+CHART=charts/taxistream
+ALL_OPTIONS="$CHART/ci/all-options-values.yaml"
+RELEASE_NS=taxistream-system
+
+for tool in helm kubernetes-validate check-jsonschema python3 cargo; do
+  command -v "$tool" >/dev/null || { echo "check-manifests: $tool not found; run make setup" >&2; exit 1; }
+done
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+step() { printf '==> %s\n' "$*"; }
+fail() { echo "FAIL $*" >&2; exit 1; }
+
+# kubernetes-validate warns and passes on kinds it has no schema for; only the
+# Prometheus Operator kinds may be unknown (check_packaging.py checks their shape).
+validate() { # file label
+  local out
+  for v in "${KUBE_VERSIONS[@]}"; do
+    if ! out="$(kubernetes-validate --strict --quiet -k "$v" "$1" 2>&1)"; then
+      printf '%s\n' "$out" >&2
+      fail "kubernetes-validate $v: $2"
+    fi
+    if unknown="$(printf '%s\n' "$out" | grep "Couldn't find schema" | grep -v 'monitoring.coreos.com/v1')"; then
+      printf '%s\n' "$unknown" >&2
+      fail "kubernetes-validate $v: $2 has objects of unknown kinds"
+    fi
+  done
+  echo "ok   kubernetes-validate --strict ${KUBE_VERSIONS[*]}: $2"
+}
+
+step "helm lint"
+helm lint --strict --quiet "$CHART" >/dev/null || { helm lint --strict "$CHART"; fail "helm lint (default values)"; }
+helm lint --strict --quiet "$CHART" -f "$ALL_OPTIONS" >/dev/null || { helm lint --strict "$CHART" -f "$ALL_OPTIONS"; fail "helm lint ($ALL_OPTIONS)"; }
+echo "ok   helm lint --strict: default values and $ALL_OPTIONS"
+
+step "helm template | kubernetes-validate --strict"
+render() { # name mode helm-args...
+  local name="$1" mode="$2"
+  shift 2
+  helm template taxistream "$CHART" --namespace "$RELEASE_NS" --include-crds "$@" >"$work/$name.yaml" \
+    || fail "helm template $name"
+  validate "$work/$name.yaml" "chart, $name"
+  python3 scripts/check_packaging.py chart "$work/$name.yaml" "$mode"
+}
+render default cluster
+render all-options namespaced -f "$ALL_OPTIONS"
+# The release namespace among the watched ones: no separate leader-election Role.
+render watch-release-ns namespaced --set "watchNamespaces={$RELEASE_NS,team-a}" --set replicaCount=1
+# Values the schema must reject.
+for bad in "replicaCount=0" "logging.format=xml" "image.pullPolicy=Sometimes" "unknownValue=1" "watchNamespaces={Not_A_Namespace}"; do
+  if helm template taxistream "$CHART" --set "$bad" >/dev/null 2>&1; then
+    fail "values.schema.json accepts --set $bad"
+  fi
+done
+echo "ok   values.schema.json rejects bad values"
+
+step "examples/ against the CRD and Kubernetes schemas"
+python3 scripts/check_packaging.py crd-schemas "$work/schemas"
+python3 scripts/check_packaging.py split-examples "$work/examples"
+for dir in "$work"/examples/cr/*/; do
+  kind="$(basename "$dir")"
+  [ -f "$work/schemas/$kind.json" ] || fail "examples/: kind $kind has no CRD in $CHART/crds"
+  check-jsonschema --schemafile "$work/schemas/$kind.json" "$dir"*.json \
+    || fail "examples/: $kind objects do not match the CRD schema"
+done
+if [ -s "$work/examples/builtin.yaml" ]; then
+  validate "$work/examples/builtin.yaml" "examples/ built-in objects"
+fi
+
+step "Dockerfiles and dashboard"
+python3 scripts/check_packaging.py dockerfiles
+python3 scripts/check_packaging.py dashboard
+
+echo "check-manifests: all packaging checks passed"
