@@ -59,7 +59,7 @@ kind-load:
 
 ## deploy: CRDs (server-side, so upgrades apply too) and the chart with the images above.
 deploy:
-	$(ENV) kubectl apply --server-side -f charts/taxistream/crds/
+	$(ENV) kubectl apply --server-side --force-conflicts -f charts/taxistream/crds/
 	$(ENV) helm upgrade --install taxistream charts/taxistream --namespace $(RELEASE_NAMESPACE) --create-namespace \
 	  --set image.repository=$(IMAGE_REGISTRY)/taxistream-operator --set image.tag=$(IMAGE_TAG) \
 	  --set workerImage.repository=$(IMAGE_REGISTRY)/taxistream-worker --set workerImage.tag=$(IMAGE_TAG) \

@@ -10,8 +10,6 @@ COPY Cargo.toml Cargo.lock ./
 COPY crds crds
 COPY operator operator
 COPY workers workers
-# sqlx's compile-time checked queries use the committed query data, not a database.
-ENV SQLX_OFFLINE=true
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p taxistream-worker --bin taxistream-worker \

@@ -470,8 +470,10 @@ def cmd_dockerfiles() -> None:
     if not dockerfiles:
         problems.add(rel(IMAGES), "no *.Dockerfile")
     built: dict[str, str] = {}
+    copied_by: dict[str, set[str]] = {}
     for df in dockerfiles:
         name = rel(df)
+        copied_by[name] = set()
         instr = dockerfile_instructions(df)
         stages: list[list[tuple[int, str, str]]] = []
         for item in instr:
@@ -510,6 +512,7 @@ def cmd_dockerfiles() -> None:
                     if any(f.startswith("--from=") for f in flags):
                         continue
                     for src in paths[:-1]:
+                        copied_by[name].add(Path(src).parts[0])
                         if not list(ROOT.glob(src)):
                             problems.add(where, f"COPY source {src} does not exist")
                         elif dockerignore_excludes(src, patterns):
@@ -561,13 +564,19 @@ def cmd_dockerfiles() -> None:
                 problems.add(rel(IMAGES), f"no image builds {b} (package {package})")
 
     # Sources the crates embed at compile time must be inside the build context the images copy.
-    copied = {"Cargo.toml", "Cargo.lock", "crds", "operator", "workers"}
+    copied = set.intersection(*copied_by.values()) if copied_by else set()
     for crate in ("crds", "operator", "workers"):
         for src in (ROOT / crate / "src").rglob("*.rs"):
-            for m in re.finditer(r'(?:include_str|include_bytes)!\(\s*"([^"]+)"', src.read_text()):
-                target = (src.parent / m.group(1)).resolve()
+            text = src.read_text()
+            embedded = [(src.parent / m) for m in re.findall(r'(?:include_str|include_bytes)!\(\s*"([^"]+)"', text)]
+            # sqlx::migrate! paths are relative to the crate root.
+            embedded += [(ROOT / crate / m) for m in re.findall(r'migrate!\(\s*"([^"]+)"', text)]
+            for path in embedded:
+                target = path.resolve()
+                if not target.exists():
+                    problems.add(rel(src), f"embeds {path}, which does not exist")
                 if target.is_relative_to(ROOT) and target.relative_to(ROOT).parts[0] not in copied:
-                    problems.add(rel(src), f"embeds {m.group(1)}, which the image builds do not copy")
+                    problems.add(rel(src), f"embeds {rel(target)}, which the image builds do not copy")
 
     # `make images` builds every Dockerfile.
     dry = subprocess.run(["make", "-n", "images"], cwd=ROOT, capture_output=True, text=True)
