@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packaging checks, run by scripts/test.sh (`make test`); takes seconds.
 #   - helm lint of the chart, with the default values and with every option on;
+#     every value in values.yaml is commented, and the all-options file sets it;
 #   - `helm template` of both (plus namespaced RBAC) through
 #     `kubernetes-validate --strict` for the oldest and newest Kubernetes we support;
 #   - restricted Pod Security, probes, and RBAC equal to what docs/operator.md
@@ -19,9 +20,12 @@ CHART=charts/taxistream
 ALL_OPTIONS="$CHART/ci/all-options-values.yaml"
 RELEASE_NS=taxistream-system
 
-for tool in helm kubernetes-validate check-jsonschema python3 cargo; do
+for tool in helm kubernetes-validate check-jsonschema cargo; do
   command -v "$tool" >/dev/null || { echo "check-manifests: $tool not found; run make setup" >&2; exit 1; }
 done
+# The venv's Python has PyYAML (a kubernetes-validate dependency).
+PY="$TOOLS_VENV/bin/python3"
+"$PY" -c 'import yaml' || { echo "check-manifests: no PyYAML in $TOOLS_VENV; run make setup" >&2; exit 1; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -51,6 +55,8 @@ helm lint --strict --quiet "$CHART" >/dev/null || { helm lint --strict "$CHART";
 helm lint --strict --quiet "$CHART" -f "$ALL_OPTIONS" >/dev/null || { helm lint --strict "$CHART" -f "$ALL_OPTIONS"; fail "helm lint ($ALL_OPTIONS)"; }
 echo "ok   helm lint --strict: default values and $ALL_OPTIONS"
 
+"$PY" scripts/check_packaging.py values
+
 step "helm template | kubernetes-validate --strict"
 render() { # name mode helm-args...
   local name="$1" mode="$2"
@@ -58,7 +64,7 @@ render() { # name mode helm-args...
   helm template taxistream "$CHART" --namespace "$RELEASE_NS" --include-crds "$@" >"$work/$name.yaml" \
     || fail "helm template $name"
   validate "$work/$name.yaml" "chart, $name"
-  python3 scripts/check_packaging.py chart "$work/$name.yaml" "$mode"
+  "$PY" scripts/check_packaging.py chart "$work/$name.yaml" "$mode"
 }
 render default cluster
 render all-options namespaced -f "$ALL_OPTIONS"
@@ -73,8 +79,8 @@ done
 echo "ok   values.schema.json rejects bad values"
 
 step "examples/ against the CRD and Kubernetes schemas"
-python3 scripts/check_packaging.py crd-schemas "$work/schemas"
-python3 scripts/check_packaging.py split-examples "$work/examples"
+"$PY" scripts/check_packaging.py crd-schemas "$work/schemas"
+"$PY" scripts/check_packaging.py split-examples "$work/examples"
 for dir in "$work"/examples/cr/*/; do
   kind="$(basename "$dir")"
   [ -f "$work/schemas/$kind.json" ] || fail "examples/: kind $kind has no CRD in $CHART/crds"
@@ -86,7 +92,7 @@ if [ -s "$work/examples/builtin.yaml" ]; then
 fi
 
 step "Dockerfiles and dashboard"
-python3 scripts/check_packaging.py dockerfiles
-python3 scripts/check_packaging.py dashboard
+"$PY" scripts/check_packaging.py dockerfiles
+"$PY" scripts/check_packaging.py dashboard
 
 echo "check-manifests: all packaging checks passed"

@@ -10,6 +10,7 @@ it found, each naming the file and object, so a failure says what to fix.
   chart RENDERED MODE        security, probes and RBAC of one `helm template` output
   dockerfiles                COPY sources, .dockerignore, binary names vs Cargo targets
   dashboard                  the Grafana dashboard queries metrics the code registers
+  values                     values.yaml is commented; the all-options file turns everything on
 """
 
 from __future__ import annotations
@@ -356,6 +357,22 @@ def cmd_chart(rendered: Path, mode: str) -> None:
             eps = spec.get(endpoints) or []
             if not eps or not all(e.get("port") and e.get("path") == "/metrics" for e in eps):
                 problems.add(where, f"{endpoints} must name a port and path /metrics")
+    # The worker PodMonitor selects what the operator's builders put on worker pods,
+    # and gives the dashboard the `pipeline` label it groups by.
+    builders = "".join(f.read_text() for f in sorted((ROOT / "operator" / "src").rglob("*.rs")))
+    for m in by_kind.get("PodMonitor", []):
+        where = f"PodMonitor {m['metadata']['name']}"
+        spec = m.get("spec") or {}
+        wanted = [*(spec.get("selector") or {}).get("matchLabels", {}).items()]
+        for key, value in wanted:
+            for literal in (key, value):
+                if f'"{literal}"' not in builders:
+                    problems.add(where, f"selects on {key}={value}, but operator/src never writes {literal!r}")
+        for ep in spec.get("podMetricsEndpoints") or []:
+            if f'"{ep.get("port")}"' not in builders:
+                problems.add(where, f"scrapes port {ep.get('port')!r}, which operator/src never names")
+            if not any(r.get("targetLabel") == "pipeline" for r in ep.get("relabelings") or []):
+                problems.add(where, f"port {ep.get('port')}: no relabeling to the `pipeline` label the dashboard uses")
     for cm in by_kind.get("ConfigMap", []):
         for key, value in (cm.get("data") or {}).items():
             if key.endswith(".json"):
@@ -633,6 +650,49 @@ def cmd_dashboard() -> None:
     problems.finish(f"{len(exprs)} queries over {len(used)} metrics, all registered in the code")
 
 
+# --- values.yaml ---------------------------------------------------------------
+
+def cmd_values() -> None:
+    """Every value in values.yaml has a comment, and ci/all-options-values.yaml sets
+    every option that is off or empty by default."""
+    problems = Problems("values")
+    path = CHART / "values.yaml"
+    lines = path.read_text().splitlines()
+    stack: list[tuple[int, bool]] = []  # (indent, commented) of open mappings
+    keys = 0
+    for n, line in enumerate(lines, 1):
+        m = re.match(r"^(\s*)([A-Za-z0-9_]+):(\s.*|)$", line)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        prev = lines[n - 2].strip() if n > 1 else ""
+        commented = prev.startswith("#")
+        keys += 1
+        if not commented and not any(c for _, c in stack):
+            value = m.group(3).strip()
+            if value:  # a mapping with children may go uncommented; its leaves may not
+                problems.add(f"{rel(path)}:{n}", f"{m.group(2)} has no comment")
+        stack.append((indent, commented))
+
+    defaults = yaml.safe_load(path.read_text())
+    all_options = yaml.safe_load((CHART / "ci" / "all-options-values.yaml").read_text())
+
+    def walk(d, o, prefix):
+        for k, v in d.items():
+            name = f"{prefix}{k}"
+            if isinstance(v, dict) and v:
+                walk(v, (o or {}).get(k) if isinstance(o, dict) else None, name + ".")
+                continue
+            other = o.get(k) if isinstance(o, dict) else None
+            if v in (False, "", [], {}) and not other:
+                problems.add("ci/all-options-values.yaml", f"{name} is off or empty by default and not set here")
+
+    walk(defaults, all_options, "")
+    problems.finish(f"{keys} keys commented; all-options sets every optional value")
+
+
 def main(argv: list[str]) -> None:
     cmds = {
         "crd-schemas": lambda a: cmd_crd_schemas(Path(a[0])),
@@ -640,6 +700,7 @@ def main(argv: list[str]) -> None:
         "chart": lambda a: cmd_chart(Path(a[0]), a[1]),
         "dockerfiles": lambda a: cmd_dockerfiles(),
         "dashboard": lambda a: cmd_dashboard(),
+        "values": lambda a: cmd_values(),
     }
     if not argv or argv[0] not in cmds:
         sys.exit(__doc__)
