@@ -1,1 +1,191 @@
-fn main() {}
+//! `taxistream-operator`: the process around the three controllers —
+//! leader election, `/metrics` `/healthz` `/readyz`, logging and SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use futures::FutureExt;
+use kube::Client;
+use prometheus_client::registry::Registry;
+use taxistream_operator::context::{Context, Settings};
+use taxistream_operator::leader::{self, LeaseSettings};
+use taxistream_operator::metrics::Metrics;
+use taxistream_operator::server::{self, Health};
+use taxistream_operator::telemetry::{self, LogFormat};
+use taxistream_operator::{pipeline, sink, topic};
+use tokio::sync::watch;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "taxistream-operator",
+    version,
+    about = "Reconciles TaxiPipeline, KafkaTopic and CassandraSink objects"
+)]
+struct Args {
+    /// Watch only this namespace. Absent means all namespaces.
+    #[arg(long, env = "TAXISTREAM_NAMESPACE")]
+    namespace: Option<String>,
+    /// Worker image for pipelines that set no `spec.image`.
+    #[arg(
+        long,
+        env = "TAXISTREAM_WORKER_IMAGE",
+        default_value = "ghcr.io/taxistream/taxistream-worker:0.1.0"
+    )]
+    worker_image: String,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, env = "TAXISTREAM_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Log line format.
+    #[arg(
+        long,
+        env = "TAXISTREAM_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// Run without leader election (a single replica only).
+    #[arg(long, env = "TAXISTREAM_NO_LEADER_ELECTION")]
+    no_leader_election: bool,
+    /// Namespace of the leader-election Lease (the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "taxistream-operator")]
+    lease_name: String,
+    /// This replica's identity in the Lease. Defaults to the pod name.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds a leader holds the Lease without renewing it.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+}
+
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the operator");
+                tokio::signal::ctrl_c().await.ok();
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.ok();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // ring and aws-lc-rs may both be in the tree; rustls must be told which.
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .ok();
+    let args = Args::parse();
+    telemetry::init(args.log_format);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::new(&mut registry));
+    let health = Arc::new(Health::new(registry));
+
+    // `stop` turns true on SIGTERM or when leadership is lost.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(server::serve(args.listen, health.clone(), stop_rx.clone()));
+    let signal_tx = stop_tx.clone();
+    tokio::spawn(async move {
+        terminated().await;
+        tracing::info!("termination requested; finishing running reconciles");
+        signal_tx.send(true).ok();
+    });
+
+    let mut lease = None;
+    if !args.no_leader_election {
+        let identity = args
+            .identity
+            .clone()
+            .unwrap_or_else(|| format!("taxistream-operator-{}", std::process::id()));
+        let settings = LeaseSettings {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity: identity.clone(),
+            duration_seconds: args.lease_duration,
+        };
+        let (mut leading, task) = leader::elect(client.clone(), &settings)
+            .await
+            .map_err(|e| format!("leader election: {e}"))?;
+        // A standby is healthy and ready: it takes over when the leader goes.
+        health.set_ready(true);
+        tracing::info!(%identity, lease = %settings.name, "waiting for leadership");
+        let mut stop = stop_rx.clone();
+        let won = tokio::select! {
+            won = leading.wait_for(|l| *l) => won.map(|_| true).map_err(|e| format!("leader election stopped: {e}")),
+            _ = stop.wait_for(|s| *s) => Ok(false),
+        };
+        if !won? {
+            drop(leading);
+            task.await.ok();
+            server.await.ok();
+            return Ok(());
+        }
+        tracing::info!(%identity, "leading; starting controllers");
+        let lost_tx = stop_tx.clone();
+        let mut watch_leading = leading.clone();
+        tokio::spawn(async move {
+            if watch_leading.wait_for(|l| !*l).await.is_ok() {
+                tracing::error!(
+                    "lost leadership; stopping so a fresh process can rejoin the election"
+                );
+                lost_tx.send(true).ok();
+            }
+        });
+        lease = Some((leading, task));
+    }
+    health.set_ready(true);
+
+    let settings = Settings {
+        worker_image: args.worker_image.clone(),
+    };
+    let ctx = Arc::new(Context::new(client, metrics, settings));
+    let shutdown = || {
+        let mut rx = stop_rx.clone();
+        async move {
+            rx.wait_for(|s| *s).await.ok();
+        }
+        .shared()
+    };
+    tokio::join!(
+        pipeline::run(ctx.clone(), args.namespace.clone(), shutdown()),
+        topic::run(ctx.clone(), args.namespace.clone(), shutdown()),
+        sink::run(ctx.clone(), args.namespace.clone(), shutdown()),
+    );
+    tracing::info!("controllers stopped");
+    stop_tx.send(true).ok();
+    if let Some((leading, task)) = lease {
+        // Dropping the receiver makes the lease manager release the Lease,
+        // so a standby takes over without waiting for it to expire.
+        drop(leading);
+        task.await.ok();
+    }
+    server.await.ok();
+    Ok(())
+}

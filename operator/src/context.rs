@@ -1,0 +1,91 @@
+//! State shared by every reconciliation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+
+use crate::error::backoff;
+use crate::metrics::Metrics;
+
+/// The one field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "taxistream-operator";
+
+/// Operator-wide settings from the command line.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Worker image used when a pipeline sets no `spec.image`.
+    pub worker_image: String,
+}
+
+/// Handed to every reconcile and error policy.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    /// Consecutive failures per object, for exponential requeue backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, settings: Settings) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            settings,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes an Event about `regarding`. Events are best effort: a
+    /// failure is logged and never fails the reconcile.
+    pub async fn event(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, regarding).await {
+            tracing::warn!(%error, reason, "could not publish event");
+        }
+    }
+
+    /// Records one more failure of `key` and returns the requeue delay.
+    pub fn failed<K: kube::Resource>(&self, obj: &ObjectRef<K>) -> std::time::Duration
+    where
+        K::DynamicType: Eq + std::hash::Hash,
+    {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(obj.to_string()).or_insert(0);
+        let delay = backoff(*count);
+        *count = count.saturating_add(1);
+        delay
+    }
+
+    /// Forgets the failures of `key` after a successful reconcile.
+    pub fn succeeded<K: kube::Resource>(&self, obj: &ObjectRef<K>)
+    where
+        K::DynamicType: Eq + std::hash::Hash,
+    {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.remove(&obj.to_string());
+    }
+}

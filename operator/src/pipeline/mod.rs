@@ -1,0 +1,83 @@
+//! The TaxiPipeline controller: desired children, their application, status.
+
+pub mod desired;
+pub mod reconcile;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+
+use futures::{Future, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline};
+
+use crate::api_for;
+use crate::context::Context;
+
+/// Runs the controller until `shutdown` resolves. Reconciles on changes to
+/// pipelines, to the Deployments they own, and to the KafkaTopics and
+/// CassandraSinks they name.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let ns = namespace.as_deref();
+    let controller = Controller::new(
+        api_for::<TaxiPipeline>(&client, ns),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    let topic_store = store.clone();
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        desired::LABEL_MANAGED_BY,
+        desired::MANAGED_BY
+    ));
+    controller
+        .owns(api_for::<Deployment>(&client, ns), owned)
+        .watches(
+            api_for::<KafkaTopic>(&client, ns),
+            watcher::Config::default(),
+            move |topic| {
+                let name = topic.metadata.name.clone().unwrap_or_default();
+                let namespace = topic.metadata.namespace.clone();
+                topic_store
+                    .state()
+                    .into_iter()
+                    .filter(|p| p.metadata.namespace == namespace)
+                    .filter(|p| {
+                        let t = &p.spec.topics;
+                        [&t.trips, &t.aggregates, &t.dead_letters].contains(&&name)
+                    })
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches(
+            api_for::<CassandraSink>(&client, ns),
+            watcher::Config::default(),
+            move |sink| {
+                let name = sink.metadata.name.clone().unwrap_or_default();
+                let namespace = sink.metadata.namespace.clone();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|p| p.metadata.namespace == namespace && p.spec.cassandra_sink == name)
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(pipeline = %obj, "reconciled"),
+                Err(error) => tracing::warn!(%error, "pipeline reconcile failed"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,460 @@
+//! Where a TaxiPipeline's children are applied and its status written.
+//!
+//! Every child is applied with server-side apply under one field manager.
+//! Before applying, the child is read and its `taxistream.dev/applied-hash`
+//! compared with the hash of what we would apply, so a pipeline whose
+//! children are already as desired causes no write at all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use taxistream_crds::pipeline::{PipelinePhase, TlsStatus};
+use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline, TaxiPipelineStatus, conditions};
+
+use super::desired::{
+    self, ANNOTATION_APPLIED_HASH, Desired, Inputs, ResolvedTopics, Stage, config, names, tls,
+};
+use super::status::{self, Dependency, Observed};
+use super::validate;
+use crate::context::{Context, FIELD_MANAGER};
+use crate::error::{Error, Result};
+
+pub const FINALIZER: &str = "taxistream.dev/pipeline";
+const CONTROLLER: &str = "pipeline";
+/// Periodic re-check: certificate renewal and drift of children.
+const RESYNC: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(pipeline: Arc<TaxiPipeline>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let namespace = pipeline.namespace().ok_or_else(|| {
+        Error::MissingField(
+            format!("TaxiPipeline {}", pipeline.name_any()),
+            "metadata.namespace",
+        )
+    })?;
+    let object = format!("TaxiPipeline {namespace}/{}", pipeline.name_any());
+    let api: Api<TaxiPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
+    let reference = ObjectRef::from_obj(&*pipeline);
+    let action = finalizer(&api, FINALIZER, pipeline, |event| async {
+        match event {
+            Event::Apply(p) => apply(&p, &ctx).await,
+            Event::Cleanup(p) => cleanup(&p, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::finalizer(object, e))?;
+    ctx.succeeded(&reference);
+    Ok(action)
+}
+
+pub fn error_policy(pipeline: Arc<TaxiPipeline>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(CONTROLLER, error.metric_label());
+    let delay = ctx.failed(&ObjectRef::from_obj(&*pipeline));
+    tracing::warn!(pipeline = %pipeline.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn topic_dependency(topic: Option<&KafkaTopic>, bootstrap: &str) -> Dependency {
+    let Some(topic) = topic else {
+        return Dependency::NotFound;
+    };
+    if topic.spec.cluster.bootstrap_servers != bootstrap {
+        return Dependency::NotReady(format!(
+            "it is on Kafka cluster {} but the pipeline uses {bootstrap}",
+            topic.spec.cluster.bootstrap_servers
+        ));
+    }
+    ready_dependency(topic.status.as_ref().map(|s| s.conditions.as_slice()))
+}
+
+fn ready_dependency(conds: Option<&[conditions::Condition]>) -> Dependency {
+    match conds.and_then(|c| conditions::find(c, conditions::READY)) {
+        Some(c) if c.status == conditions::TRUE => Dependency::Ready,
+        Some(c) => Dependency::NotReady(c.message.clone()),
+        None => Dependency::NotReady("not reconciled yet".to_owned()),
+    }
+}
+
+fn partitions(topic: &KafkaTopic) -> i32 {
+    topic
+        .status
+        .as_ref()
+        .and_then(|s| s.partitions)
+        .unwrap_or(topic.spec.partitions)
+}
+
+async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
+    let now = Timestamp::now();
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let spec = &pipeline.spec;
+    let topics_api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
+    let sinks_api: Api<CassandraSink> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    let mut observed = Observed {
+        invalid: validate::check(spec),
+        ..Observed::default()
+    };
+    let mut found = Vec::new();
+    for (field, name) in [
+        ("trips", &spec.topics.trips),
+        ("aggregates", &spec.topics.aggregates),
+        ("deadLetters", &spec.topics.dead_letters),
+    ] {
+        let topic = topics_api.get_opt(name).await?;
+        observed.topics.push((
+            field,
+            name.clone(),
+            topic_dependency(topic.as_ref(), &spec.kafka.bootstrap_servers),
+        ));
+        found.push(topic);
+    }
+    let sink = sinks_api.get_opt(&spec.cassandra_sink).await?;
+    observed.sink = Some((
+        spec.cassandra_sink.clone(),
+        match &sink {
+            None => Dependency::NotFound,
+            Some(s) => ready_dependency(s.status.as_ref().map(|s| s.conditions.as_slice())),
+        },
+    ));
+
+    let mut written: Vec<String> = Vec::new();
+    let mut tls_event = None;
+    if let (None, [Some(trips), Some(aggregates), Some(dead_letters)], Some(sink)) =
+        (&observed.invalid, found.as_slice(), &sink)
+    {
+        let topics = ResolvedTopics {
+            trips: trips.topic_name().to_owned(),
+            aggregates: aggregates.topic_name().to_owned(),
+            dead_letters: dead_letters.topic_name().to_owned(),
+            trips_partitions: partitions(trips),
+            aggregates_partitions: partitions(aggregates),
+        };
+        let inputs = Inputs::new(pipeline, &ctx.settings.worker_image, topics, &sink.spec)?;
+        match config::worker_config(&inputs) {
+            Err(e) => observed.invalid = Some(("InvalidSource", format!("spec.source: {e}"))),
+            Ok(worker_config) => {
+                let (config_map, hash) = config::config_map(&inputs, &worker_config)?;
+                let (tls_status, event) =
+                    ensure_tls(ctx, &inputs, pipeline, now, &mut written).await?;
+                tls_event = event;
+                observed.tls = Some(tls_status);
+                observed.config_hash = Some(hash.clone());
+                let children = desired::build_all(&inputs, &hash, &config_map)?;
+                let wanted: Vec<(String, String)> = children
+                    .iter()
+                    .map(|c| (c.resource.kind.clone(), c.name.clone()))
+                    .collect();
+                let mut deployments = Vec::new();
+                let mut conflicts = Vec::new();
+                for child in children {
+                    let is_deployment = child.resource.kind == "Deployment";
+                    let name = child.name.clone();
+                    match apply_child(ctx, &inputs, child, &mut written).await? {
+                        Applied::Object(obj) if is_deployment => {
+                            let d: Deployment =
+                                obj.try_parse().map_err(|source| Error::Decode {
+                                    what: format!("Deployment {name}"),
+                                    source,
+                                })?;
+                            if let Some(stage) = Stage::ALL
+                                .into_iter()
+                                .find(|s| names::deployment(&inputs.name, *s) == name)
+                            {
+                                deployments.push((stage, d));
+                            }
+                        }
+                        Applied::Object(_) => {}
+                        Applied::Conflict(what) => conflicts.push(what),
+                    }
+                }
+                prune(ctx, &inputs, &wanted, &mut written).await?;
+                if !conflicts.is_empty() {
+                    observed.invalid = Some((
+                        "ChildConflict",
+                        format!(
+                            "{} already exist and are not owned by this TaxiPipeline; delete or rename them",
+                            conflicts.join(", ")
+                        ),
+                    ));
+                }
+                observed.deployments = Some(deployments);
+            }
+        }
+    }
+
+    let new_status = status::compute(pipeline, &observed, Time(now));
+    let old_conditions = pipeline
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if pipeline.status.as_ref() != Some(&new_status) {
+        patch_status(ctx, pipeline, &new_status).await?;
+    }
+
+    let regarding = pipeline.object_ref(&());
+    if !written.is_empty() {
+        ctx.event(
+            &regarding,
+            EventType::Normal,
+            "Applied",
+            "Apply",
+            format!("applied {}", written.join(", ")),
+        )
+        .await;
+    }
+    if let Some((reason, note)) = tls_event {
+        ctx.event(
+            &regarding,
+            EventType::Normal,
+            reason,
+            "IssueCertificate",
+            note,
+        )
+        .await;
+    }
+    for t in status::transitions(&old_conditions, &new_status.conditions) {
+        let type_ = if t.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.event(&regarding, type_, &t.reason, "Reconcile", t.note)
+            .await;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn cleanup(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
+    if pipeline.status.as_ref().and_then(|s| s.phase) != Some(PipelinePhase::Deleting) {
+        let mut status = pipeline.status.clone().unwrap_or_default();
+        status.phase = Some(PipelinePhase::Deleting);
+        patch_status(ctx, pipeline, &status).await?;
+    }
+    ctx.event(
+        &pipeline.object_ref(&()),
+        EventType::Normal,
+        "Deleting",
+        "Delete",
+        "deleting the pipeline; its workers, configuration and certificates go with it (owner references)".to_owned(),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+async fn patch_status(
+    ctx: &Context,
+    pipeline: &TaxiPipeline,
+    status: &TaxiPipelineStatus,
+) -> Result<()> {
+    let api: Api<TaxiPipeline> = Api::namespaced(
+        ctx.client.clone(),
+        &pipeline.namespace().unwrap_or_default(),
+    );
+    let body = json!({
+        "apiVersion": TaxiPipeline::api_version(&()),
+        "kind": TaxiPipeline::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &pipeline.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    ctx.metrics.write(CONTROLLER);
+    Ok(())
+}
+
+enum Applied {
+    Object(DynamicObject),
+    /// An object of that name exists and another owner controls it.
+    Conflict(String),
+}
+
+fn hash_of(value: &serde_json::Value) -> String {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    config::short_hash(&Sha256::digest(&bytes))
+}
+
+fn controlled_by_us(meta: &kube::api::ObjectMeta, inputs: &Inputs<'_>) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == inputs.owner.uid && o.controller == Some(true))
+}
+
+/// Applies `child` unless the live object already carries its hash.
+async fn apply_child(
+    ctx: &Context,
+    inputs: &Inputs<'_>,
+    mut child: Desired,
+    written: &mut Vec<String>,
+) -> Result<Applied> {
+    let hash = hash_of(&child.object);
+    if let Some(meta) = child
+        .object
+        .get_mut("metadata")
+        .and_then(|m| m.as_object_mut())
+    {
+        let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(a) = annotations.as_object_mut() {
+            a.insert(ANNOTATION_APPLIED_HASH.to_owned(), hash.clone().into());
+        }
+    }
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &inputs.namespace, &child.resource);
+    if let Some(live) = api.get_opt(&child.name).await? {
+        if !controlled_by_us(&live.metadata, inputs) {
+            return Ok(Applied::Conflict(child.describe()));
+        }
+        if live.annotations().get(ANNOTATION_APPLIED_HASH) == Some(&hash) {
+            return Ok(Applied::Object(live));
+        }
+    }
+    // Force: these objects are ours alone (controller owner reference checked above).
+    let obj = api
+        .patch(
+            &child.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&child.object),
+        )
+        .await?;
+    ctx.metrics.write(CONTROLLER);
+    written.push(child.describe());
+    Ok(Applied::Object(obj))
+}
+
+/// Deletes optional children the spec no longer asks for.
+async fn prune(
+    ctx: &Context,
+    inputs: &Inputs<'_>,
+    wanted: &[(String, String)],
+    written: &mut Vec<String>,
+) -> Result<()> {
+    for (resource, name) in desired::optional_children(inputs) {
+        if wanted.contains(&(resource.kind.clone(), name.clone())) {
+            continue;
+        }
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &inputs.namespace, &resource);
+        if let Some(live) = api.get_opt(&name).await?
+            && controlled_by_us(&live.metadata, inputs)
+        {
+            api.delete(&name, &DeleteParams::background()).await?;
+            ctx.metrics.write(CONTROLLER);
+            written.push(format!("deleted {}/{name}", resource.kind));
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure the CA and worker certificate exist and are far from expiry.
+/// Returns the TLS status and, when something was issued, an Event.
+async fn ensure_tls(
+    ctx: &Context,
+    inputs: &Inputs<'_>,
+    pipeline: &TaxiPipeline,
+    now: Timestamp,
+    written: &mut Vec<String>,
+) -> Result<(TlsStatus, Option<(&'static str, String)>)> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &inputs.namespace);
+    let ca_name = names::ca_secret(&inputs.name);
+    let cert_name = names::cert_secret(&inputs.name);
+    let ca_live = secrets.get_opt(&ca_name).await?;
+    let cert_live = secrets.get_opt(&cert_name).await?;
+    let ca = ca_live.as_ref().map(tls::ObservedCert::from_secret);
+    let cert = cert_live.as_ref().map(tls::ObservedCert::from_secret);
+    let mut status = pipeline
+        .status
+        .as_ref()
+        .and_then(|s| s.tls.clone())
+        .unwrap_or_default();
+    status.ca_secret = ca_name.clone();
+    status.cert_secret = cert_name.clone();
+    let plan = tls::plan(now, ca.as_ref(), cert.as_ref());
+    let cert_error = |source| Error::Certificate {
+        pipeline: format!("{}/{}", inputs.namespace, inputs.name),
+        source,
+    };
+    let (ca_pem, ca_key) = match (&plan, &ca) {
+        (tls::TlsPlan::Keep, _) => {
+            status.not_after = cert.and_then(|c| c.not_after).map(Time);
+            return Ok((status, None));
+        }
+        (
+            tls::TlsPlan::IssueCert,
+            Some(tls::ObservedCert {
+                cert_pem: Some(c),
+                key_pem: Some(k),
+                ..
+            }),
+        ) => (c.clone(), k.clone()),
+        _ => {
+            let issued = tls::issue_ca(&inputs.namespace, &inputs.name, now).map_err(cert_error)?;
+            apply_secret(ctx, &secrets, &tls::ca_secret(inputs, &issued)).await?;
+            written.push(format!("Secret/{ca_name}"));
+            (issued.cert_pem, issued.key_pem)
+        }
+    };
+    let issued = tls::issue_worker_cert(&inputs.namespace, &inputs.name, &ca_key, now)
+        .map_err(cert_error)?;
+    apply_secret(ctx, &secrets, &tls::cert_secret(inputs, &issued, &ca_pem)).await?;
+    written.push(format!("Secret/{cert_name}"));
+    let renewed = cert_live.is_some();
+    if renewed {
+        status.rotations = status.rotations.saturating_add(1);
+    }
+    status.last_rotation_time = Some(Time(now));
+    status.not_after = Some(Time(issued.not_after));
+    let event = if renewed {
+        (
+            "CertificateRenewed",
+            format!(
+                "renewed worker certificate in Secret {cert_name}, valid until {}",
+                issued.not_after
+            ),
+        )
+    } else {
+        (
+            "CertificateIssued",
+            format!(
+                "issued CA in Secret {ca_name} and worker certificate in Secret {cert_name}, valid until {}",
+                issued.not_after
+            ),
+        )
+    };
+    Ok((status, Some(event)))
+}
+
+async fn apply_secret(ctx: &Context, api: &Api<Secret>, secret: &Secret) -> Result<()> {
+    let name = secret.name_any();
+    let mut body = serde_json::to_value(secret).map_err(|source| Error::Encode {
+        what: format!("Secret {name}"),
+        source,
+    })?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert("apiVersion".into(), "v1".into());
+        map.insert("kind".into(), "Secret".into());
+    }
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    ctx.metrics.write(CONTROLLER);
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! Where a CassandraSink's keyspace and table are created, kept in line
+//! with the spec, and dropped on deletion when the policy says so.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use taxistream_crds::conditions::{self, DEGRADED, READY, new_condition, set_condition};
+use taxistream_crds::{CassandraSink, CassandraSinkStatus, DeletionPolicy};
+
+use super::schema::{self, SCHEMA_VERSION};
+use super::session::{self, connect};
+use crate::context::{Context, FIELD_MANAGER};
+use crate::error::{Error, Result};
+
+pub const FINALIZER: &str = "taxistream.dev/sink";
+const CONTROLLER: &str = "sink";
+const RESYNC: Duration = Duration::from_secs(300);
+/// After this long in deletion, an unreachable cluster no longer blocks the object.
+const DELETE_GIVE_UP: SignedDuration = SignedDuration::from_mins(10);
+
+pub async fn reconcile(sink: Arc<CassandraSink>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let namespace = sink.namespace().ok_or_else(|| {
+        Error::MissingField(
+            format!("CassandraSink {}", sink.name_any()),
+            "metadata.namespace",
+        )
+    })?;
+    let object = format!("CassandraSink {namespace}/{}", sink.name_any());
+    let api: Api<CassandraSink> = Api::namespaced(ctx.client.clone(), &namespace);
+    let reference = ObjectRef::from_obj(&*sink);
+    let action = finalizer(&api, FINALIZER, sink, |event| async {
+        match event {
+            Event::Apply(s) => apply(&s, &ctx).await,
+            Event::Cleanup(s) => cleanup(&s, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::finalizer(object, e))?;
+    ctx.succeeded(&reference);
+    Ok(action)
+}
+
+pub fn error_policy(sink: Arc<CassandraSink>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(CONTROLLER, error.metric_label());
+    let delay = ctx.failed(&ObjectRef::from_obj(&*sink));
+    tracing::warn!(sink = %sink.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// DDL run, one sentence each for Events, and problems DDL cannot fix.
+type Changes = (Vec<(&'static str, String)>, Option<String>);
+
+async fn sync(sink: &CassandraSink, ctx: &Context) -> Result<Changes> {
+    let spec = &sink.spec;
+    let ks = &spec.keyspace.name;
+    let table = format!("{ks}.{}", spec.table);
+    let session = connect(&ctx.client, &sink.namespace().unwrap_or_default(), spec).await?;
+    let mut changes = Vec::new();
+    match session::keyspace_replication(&session, spec).await? {
+        None => {
+            session::ddl(&session, spec, schema::create_keyspace(spec)).await?;
+            changes.push(("KeyspaceCreated", format!("created keyspace {ks}")));
+        }
+        Some(have) if !schema::replication_matches(&schema::replication(spec), &have) => {
+            session::ddl(&session, spec, schema::alter_keyspace(spec)).await?;
+            changes.push((
+                "ReplicationChanged",
+                format!(
+                    "changed the replication of keyspace {ks} to {:?}; run a repair",
+                    schema::replication(spec)
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    let mut problem = None;
+    match session::table(&session, spec).await? {
+        None => {
+            session::ddl(&session, spec, schema::create_table(spec)).await?;
+            changes.push((
+                "TableCreated",
+                format!("created table {table} (schema version {SCHEMA_VERSION})"),
+            ));
+        }
+        Some(observed) => {
+            let (ttl_differs, order_problem) = schema::table_drift(spec, &observed);
+            if ttl_differs {
+                session::ddl(&session, spec, schema::alter_ttl(spec)).await?;
+                changes.push((
+                    "TtlChanged",
+                    format!(
+                        "set default_time_to_live of {table} to {}s",
+                        spec.ttl_seconds
+                    ),
+                ));
+            }
+            problem = order_problem;
+        }
+    }
+    for _ in &changes {
+        ctx.metrics.write(CONTROLLER);
+    }
+    Ok((changes, problem))
+}
+
+/// The status after a pass; `error` when the pass failed.
+pub fn sink_status(
+    sink: &CassandraSink,
+    problem: Option<&str>,
+    error: Option<&Error>,
+    now: Time,
+) -> CassandraSinkStatus {
+    let generation = sink.metadata.generation;
+    let spec = &sink.spec;
+    let table = format!("{}.{}", spec.keyspace.name, spec.table);
+    let mut status = sink.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    let ready = match (error, problem) {
+        (Some(e), _) => {
+            let reason = if matches!(e, Error::Secret { .. }) {
+                "SecretUnavailable"
+            } else {
+                "CassandraError"
+            };
+            new_condition(READY, false, reason, e.to_string(), generation, now.clone())
+        }
+        (None, Some(p)) => new_condition(
+            READY,
+            false,
+            "ClusteringOrderMismatch",
+            p.to_owned(),
+            generation,
+            now.clone(),
+        ),
+        (None, None) => {
+            status.schema_version = Some(SCHEMA_VERSION);
+            status.table = Some(table.clone());
+            new_condition(
+                READY,
+                true,
+                "SchemaApplied",
+                format!(
+                    "keyspace {} and table {table} are in place (schema version {SCHEMA_VERSION})",
+                    spec.keyspace.name
+                ),
+                generation,
+                now.clone(),
+            )
+        }
+    };
+    set_condition(&mut status.conditions, ready);
+    if error.is_none() {
+        let degraded = match problem {
+            Some(p) => new_condition(
+                DEGRADED,
+                true,
+                "ClusteringOrderMismatch",
+                p.to_owned(),
+                generation,
+                now,
+            ),
+            None => new_condition(
+                DEGRADED,
+                false,
+                "AsExpected",
+                "the schema matches the spec",
+                generation,
+                now,
+            ),
+        };
+        set_condition(&mut status.conditions, degraded);
+    }
+    status
+}
+
+async fn patch_status(
+    ctx: &Context,
+    sink: &CassandraSink,
+    status: &CassandraSinkStatus,
+) -> Result<()> {
+    if sink.status.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<CassandraSink> =
+        Api::namespaced(ctx.client.clone(), &sink.namespace().unwrap_or_default());
+    let body = json!({
+        "apiVersion": CassandraSink::api_version(&()),
+        "kind": CassandraSink::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &sink.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    ctx.metrics.write(CONTROLLER);
+    Ok(())
+}
+
+async fn apply(sink: &CassandraSink, ctx: &Context) -> Result<Action> {
+    let now = Time(Timestamp::now());
+    let regarding = sink.object_ref(&());
+    let old = sink
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let (status, result) = match sync(sink, ctx).await {
+        Ok((changes, problem)) => {
+            for (reason, note) in changes {
+                ctx.event(&regarding, EventType::Normal, reason, "Reconcile", note)
+                    .await;
+            }
+            (
+                sink_status(sink, problem.as_deref(), None, now),
+                Ok(Action::requeue(RESYNC)),
+            )
+        }
+        Err(e) => (sink_status(sink, None, Some(&e), now), Err(e)),
+    };
+    patch_status(ctx, sink, &status).await?;
+    for c in &status.conditions {
+        let before = conditions::find(&old, &c.type_);
+        if before.is_some_and(|o| o.status == c.status && o.reason == c.reason) {
+            continue;
+        }
+        let bad = (c.type_ == DEGRADED) == (c.status == conditions::TRUE);
+        if !bad && before.is_none() && c.type_ == DEGRADED {
+            continue;
+        }
+        let type_ = if bad {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.event(&regarding, type_, &c.reason, "Reconcile", c.message.clone())
+            .await;
+    }
+    result
+}
+
+async fn cleanup(sink: &CassandraSink, ctx: &Context) -> Result<Action> {
+    let regarding = sink.object_ref(&());
+    let spec = &sink.spec;
+    let table = format!("{}.{}", spec.keyspace.name, spec.table);
+    if spec.deletion_policy != DeletionPolicy::Delete {
+        ctx.event(
+            &regarding,
+            EventType::Normal,
+            "SchemaRetained",
+            "Delete",
+            format!("deletionPolicy is Retain: table {table} stays"),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    let result = async {
+        let session = connect(&ctx.client, &sink.namespace().unwrap_or_default(), spec).await?;
+        session::ddl(&session, spec, schema::drop_table(spec)).await?;
+        let remaining = session::tables_in_keyspace(&session, spec).await?;
+        if remaining.is_empty() {
+            session::ddl(&session, spec, schema::drop_keyspace(spec)).await?;
+            Ok::<_, Error>(format!(
+                "dropped table {table} and the now empty keyspace {}",
+                spec.keyspace.name
+            ))
+        } else {
+            Ok(format!(
+                "dropped table {table}; keyspace {} still holds {} other tables",
+                spec.keyspace.name,
+                remaining.len()
+            ))
+        }
+    }
+    .await;
+    let deleting_for = sink
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| Timestamp::now().duration_since(t.0))
+        .unwrap_or_default();
+    match result {
+        Ok(note) => {
+            ctx.metrics.write(CONTROLLER);
+            ctx.event(
+                &regarding,
+                EventType::Normal,
+                "SchemaDropped",
+                "Delete",
+                note,
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        Err(error) if deleting_for > DELETE_GIVE_UP => {
+            ctx.event(
+                &regarding,
+                EventType::Warning,
+                "SchemaDropAbandoned",
+                "Delete",
+                format!("gave up dropping table {table} after {DELETE_GIVE_UP:#}; it may remain: {error}"),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        Err(error) => Err(error),
+    }
+}

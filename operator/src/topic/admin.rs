@@ -1,0 +1,243 @@
+//! The Kafka AdminClient side of the KafkaTopic controller.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewPartitions, NewTopic,
+    ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use taxistream_crds::KafkaConnection;
+
+use super::plan::BrokerTopic;
+use crate::error::{Error, Result};
+use crate::secrets::{read_key, read_optional};
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// librdkafka settings for a connection, with TLS material and SASL
+/// credentials read from the referenced Secrets and passed in memory.
+pub async fn client_config(
+    client: &Client,
+    namespace: &str,
+    conn: &KafkaConnection,
+) -> Result<ClientConfig> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &conn.bootstrap_servers)
+        .set("socket.timeout.ms", "10000")
+        .set("client.id", "taxistream-operator");
+    let protocol = match (&conn.tls, &conn.sasl) {
+        (None, None) => "plaintext",
+        (Some(_), None) => "ssl",
+        (None, Some(_)) => "sasl_plaintext",
+        (Some(_), Some(_)) => "sasl_ssl",
+    };
+    config.set("security.protocol", protocol);
+    if let Some(tls) = &conn.tls {
+        if let Some(ca) = read_optional(client, namespace, tls.ca_secret_ref.as_ref()).await? {
+            config.set("ssl.ca.pem", ca);
+        }
+        if let Some(cert) = read_optional(client, namespace, tls.cert_secret_ref.as_ref()).await? {
+            config.set("ssl.certificate.pem", cert);
+        }
+        if let Some(key) = read_optional(client, namespace, tls.key_secret_ref.as_ref()).await? {
+            config.set("ssl.key.pem", key);
+        }
+    }
+    if let Some(sasl) = &conn.sasl {
+        config
+            .set("sasl.mechanism", sasl.mechanism.as_kafka_str())
+            .set(
+                "sasl.username",
+                read_key(client, namespace, &sasl.username_secret_ref).await?,
+            )
+            .set(
+                "sasl.password",
+                read_key(client, namespace, &sasl.password_secret_ref).await?,
+            );
+    }
+    Ok(config)
+}
+
+/// An AdminClient bound to one topic name, for error context.
+pub struct TopicAdmin {
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    topic: String,
+}
+
+impl TopicAdmin {
+    pub fn new(config: &ClientConfig, topic: &str) -> Result<Self> {
+        let admin = config.create().map_err(|source| Error::Kafka {
+            topic: topic.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            admin: Arc::new(admin),
+            topic: topic.to_owned(),
+        })
+    }
+
+    fn kafka(&self, source: rdkafka::error::KafkaError) -> Error {
+        Error::Kafka {
+            topic: self.topic.clone(),
+            source,
+        }
+    }
+
+    fn refused(&self, op: &str, code: RDKafkaErrorCode) -> Error {
+        Error::KafkaTopic {
+            topic: self.topic.clone(),
+            message: format!("{op} refused by the broker: {code}"),
+        }
+    }
+
+    fn options() -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(TIMEOUT))
+            .operation_timeout(Some(TIMEOUT))
+    }
+
+    /// The topic as the broker sees it, or `None` when it does not exist.
+    pub async fn describe(&self) -> Result<Option<BrokerTopic>> {
+        let admin = self.admin.clone();
+        // Metadata of all topics: asking for one by name could auto-create it
+        // on brokers with auto.create.topics.enable.
+        let metadata =
+            tokio::task::spawn_blocking(move || admin.inner().fetch_metadata(None, TIMEOUT))
+                .await
+                .map_err(|e| Error::KafkaTopic {
+                    topic: self.topic.clone(),
+                    message: format!("metadata task failed: {e}"),
+                })?
+                .map_err(|e| self.kafka(e))?;
+        let Some(topic) = metadata.topics().iter().find(|t| t.name() == self.topic) else {
+            return Ok(None);
+        };
+        if let Some(err) = topic.error() {
+            let code = RDKafkaErrorCode::from(err);
+            if code == RDKafkaErrorCode::UnknownTopicOrPartition {
+                return Ok(None);
+            }
+            return Err(self.refused("metadata", code));
+        }
+        let partitions = i32::try_from(topic.partitions().len()).unwrap_or(i32::MAX);
+        let replication_factor = topic
+            .partitions()
+            .first()
+            .map_or(0, |p| i32::try_from(p.replicas().len()).unwrap_or(i32::MAX));
+        let config = self.describe_config().await?;
+        Ok(Some(BrokerTopic {
+            partitions,
+            replication_factor,
+            config,
+        }))
+    }
+
+    /// Topic-level overrides, or `None` when the broker described nothing.
+    async fn describe_config(&self) -> Result<Option<BTreeMap<String, String>>> {
+        let results = self
+            .admin
+            .describe_configs([&ResourceSpecifier::Topic(&self.topic)], &Self::options())
+            .await
+            .map_err(|e| self.kafka(e))?;
+        let Some(result) = results.into_iter().next() else {
+            return Ok(None);
+        };
+        let resource = result.map_err(|code| self.refused("DescribeConfigs", code))?;
+        if resource.entries.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            resource
+                .entries
+                .into_iter()
+                .filter(|e| e.source == ConfigSource::DynamicTopic)
+                .filter_map(|e| e.value.map(|v| (e.name, v)))
+                .collect(),
+        ))
+    }
+
+    pub async fn create(
+        &self,
+        partitions: i32,
+        replication_factor: i32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let mut new = NewTopic::new(
+            &self.topic,
+            partitions,
+            TopicReplication::Fixed(replication_factor),
+        );
+        for (k, v) in config {
+            new = new.set(k, v);
+        }
+        let results = self
+            .admin
+            .create_topics([&new], &Self::options())
+            .await
+            .map_err(|e| self.kafka(e))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(self.refused("CreateTopics", code)),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn grow(&self, partitions: i32) -> Result<()> {
+        let count = usize::try_from(partitions).unwrap_or(0);
+        let results = self
+            .admin
+            .create_partitions([&NewPartitions::new(&self.topic, count)], &Self::options())
+            .await
+            .map_err(|e| self.kafka(e))?;
+        for r in results {
+            if let Err((_, code)) = r {
+                return Err(self.refused("CreatePartitions", code));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the topic's overrides to exactly `config` (AlterConfigs replaces
+    /// the whole set, so keys not in `config` return to the broker default).
+    pub async fn set_config(&self, config: &BTreeMap<String, String>) -> Result<()> {
+        let mut alter = AlterConfig::new(ResourceSpecifier::Topic(&self.topic));
+        for (k, v) in config {
+            alter = alter.set(k, v);
+        }
+        let results = self
+            .admin
+            .alter_configs([&alter], &Self::options())
+            .await
+            .map_err(|e| self.kafka(e))?;
+        for r in results {
+            if let Err((_, code)) = r {
+                return Err(self.refused("AlterConfigs", code));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self) -> Result<()> {
+        let results = self
+            .admin
+            .delete_topics(&[&self.topic], &Self::options())
+            .await
+            .map_err(|e| self.kafka(e))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((_, code)) => return Err(self.refused("DeleteTopics", code)),
+            }
+        }
+        Ok(())
+    }
+}
