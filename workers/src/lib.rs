@@ -7,9 +7,15 @@
 //! the worker's subcommands.
 
 pub mod config;
+pub mod dead_letter;
+pub mod error;
 pub mod health;
 pub mod io;
 pub mod metrics;
 pub mod shutdown;
+pub mod source;
 pub mod stage;
 pub mod trip;
+pub mod validate;
+pub mod window;
+pub mod zones;

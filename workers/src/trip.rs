@@ -308,6 +308,40 @@ impl TripBatch {
         batch
     }
 
+    /// Keeps the rows where `keep[i]` is true, in order.
+    pub fn retain(&mut self, keep: &[bool]) {
+        fn r<T: Copy>(v: &mut Vec<T>, keep: &[bool]) {
+            let mut i = 0;
+            v.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        r(&mut self.row, keep);
+        r(&mut self.vendor_id, keep);
+        r(&mut self.pickup, keep);
+        r(&mut self.dropoff, keep);
+        r(&mut self.passenger_count, keep);
+        r(&mut self.trip_distance, keep);
+        r(&mut self.ratecode_id, keep);
+        r(&mut self.store_and_fwd, keep);
+        r(&mut self.pu_location_id, keep);
+        r(&mut self.do_location_id, keep);
+        r(&mut self.payment_type, keep);
+        r(&mut self.fare_amount, keep);
+        r(&mut self.extra, keep);
+        r(&mut self.mta_tax, keep);
+        r(&mut self.tip_amount, keep);
+        r(&mut self.tolls_amount, keep);
+        r(&mut self.improvement_surcharge, keep);
+        r(&mut self.total_amount, keep);
+        r(&mut self.congestion_surcharge, keep);
+        r(&mut self.airport_fee, keep);
+        r(&mut self.cbd_congestion_fee, keep);
+        r(&mut self.ehail_fee, keep);
+        r(&mut self.trip_type, keep);
+    }
+
     /// Drops every row, keeping the allocations for reuse.
     pub fn clear(&mut self) {
         self.row.clear();

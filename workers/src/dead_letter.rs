@@ -1,0 +1,194 @@
+//! Dead letters: records that could not be used, each with its reason and
+//! where it came from. Nothing is dropped without one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::trip::{Micros, SourceRef, Trip};
+
+/// Why a record was set aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A field could not be parsed as its type (or a required field is null).
+    Unparsable,
+    /// Dropoff time before pickup time.
+    DropoffBeforePickup,
+    /// Pickup or dropoff zone outside 1..=265.
+    ZoneOutOfRange,
+    /// Pickup years away from the month the file covers.
+    TimestampOutOfRange,
+    /// Arrived after every window it belongs to had closed.
+    Late,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unparsable => "unparsable",
+            Reason::DropoffBeforePickup => "dropoff_before_pickup",
+            Reason::ZoneOutOfRange => "zone_out_of_range",
+            Reason::TimestampOutOfRange => "timestamp_out_of_range",
+            Reason::Late => "late",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One rejected record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub source: SourceRef,
+    pub reason: Reason,
+    /// The offending field, when one is to blame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub detail: String,
+    /// The parsed record, when it could be parsed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trip: Option<Trip>,
+    /// The raw text, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+}
+
+impl DeadLetter {
+    /// A record that could not be parsed.
+    pub fn unparsable(source: SourceRef, field: &str, detail: String, raw: Option<String>) -> Self {
+        Self {
+            source,
+            reason: Reason::Unparsable,
+            field: Some(field.to_string()),
+            detail,
+            trip: None,
+            raw,
+        }
+    }
+
+    /// A parsed record that failed a check.
+    pub fn invalid(trip: Trip, reason: Reason, field: Option<&str>, detail: String) -> Self {
+        Self {
+            source: trip.source.clone(),
+            reason,
+            field: field.map(str::to_string),
+            detail,
+            trip: Some(trip),
+            raw: None,
+        }
+    }
+
+    /// A record whose windows had all closed when it arrived.
+    pub fn late(trip: Trip, watermark: Option<Micros>) -> Self {
+        let detail = match watermark {
+            Some(w) => format!(
+                "pickup {} arrived after its window closed (watermark {})",
+                crate::trip::format_micros(trip.pickup),
+                crate::trip::format_micros(w)
+            ),
+            None => "arrived after its window closed".to_string(),
+        };
+        Self {
+            source: trip.source.clone(),
+            reason: Reason::Late,
+            field: Some("pickup".into()),
+            detail,
+            trip: Some(trip),
+            raw: None,
+        }
+    }
+}
+
+impl fmt::Display for DeadLetter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source, self.reason)?;
+        if let Some(field) = &self.field {
+            write!(f, " ({field})")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+/// Dead-letter counts by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DeadLetterCounts(pub BTreeMap<Reason, u64>);
+
+impl DeadLetterCounts {
+    pub fn add(&mut self, reason: Reason, n: u64) {
+        if n > 0 {
+            *self.0.entry(reason).or_default() += n;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    pub fn get(&self, reason: Reason) -> u64 {
+        self.0.get(&reason).copied().unwrap_or(0)
+    }
+}
+
+/// Where dead letters go in a local run.
+pub trait DeadLetterSink {
+    fn write(&mut self, letter: &DeadLetter) -> std::io::Result<()>;
+    fn finish(&mut self) -> std::io::Result<()>;
+}
+
+/// Writes dead letters as JSON lines.
+pub struct JsonLinesDeadLetters<W: Write> {
+    out: W,
+}
+
+impl<W: Write> JsonLinesDeadLetters<W> {
+    pub fn new(out: W) -> Self {
+        Self { out }
+    }
+}
+
+impl<W: Write> DeadLetterSink for JsonLinesDeadLetters<W> {
+    fn write(&mut self, letter: &DeadLetter) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, letter)?;
+        self.out.write_all(b"\n")
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Keeps only the counts (no `--dead-letters` file given).
+#[derive(Default)]
+pub struct DiscardDeadLetters;
+
+impl DeadLetterSink for DiscardDeadLetters {
+    fn write(&mut self, _letter: &DeadLetter) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Collects dead letters in memory (tests, small runs).
+#[derive(Default)]
+pub struct CollectDeadLetters(pub Vec<DeadLetter>);
+
+impl DeadLetterSink for CollectDeadLetters {
+    fn write(&mut self, letter: &DeadLetter) -> std::io::Result<()> {
+        self.0.push(letter.clone());
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
