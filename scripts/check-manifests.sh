@@ -35,19 +35,20 @@ fail() { echo "FAIL $*" >&2; exit 1; }
 
 # kubernetes-validate warns and passes on kinds it has no schema for; only the
 # Prometheus Operator kinds may be unknown (check_packaging.py checks their shape).
-validate() { # file label
-  local out
+validate() { # label files...
+  local label="$1" out unknown v
+  shift
   for v in "${KUBE_VERSIONS[@]}"; do
-    if ! out="$(kubernetes-validate --strict --quiet -k "$v" "$1" 2>&1)"; then
+    if ! out="$(kubernetes-validate --strict --quiet -k "$v" "$@" 2>&1)"; then
       printf '%s\n' "$out" >&2
-      fail "kubernetes-validate $v: $2"
+      fail "kubernetes-validate $v: $label"
     fi
     if unknown="$(printf '%s\n' "$out" | grep "Couldn't find schema" | grep -v 'monitoring.coreos.com/v1')"; then
       printf '%s\n' "$unknown" >&2
-      fail "kubernetes-validate $v: $2 has objects of unknown kinds"
+      fail "kubernetes-validate $v: $label has objects of unknown kinds"
     fi
   done
-  echo "ok   kubernetes-validate --strict ${KUBE_VERSIONS[*]}: $2"
+  echo "ok   kubernetes-validate --strict ${KUBE_VERSIONS[*]}: $label"
 }
 
 step "helm lint"
@@ -63,20 +64,22 @@ render() { # name mode helm-args...
   shift 2
   helm template taxistream "$CHART" --namespace "$RELEASE_NS" --include-crds "$@" >"$work/$name.yaml" \
     || fail "helm template $name"
-  validate "$work/$name.yaml" "chart, $name"
+  validate "chart, $name" "$work/$name.yaml"
   "$PY" scripts/check_packaging.py chart "$work/$name.yaml" "$mode"
 }
 render default cluster
 render all-options namespaced -f "$ALL_OPTIONS"
 # The release namespace among the watched ones: no separate leader-election Role.
-render watch-release-ns namespaced --set "watchNamespaces={$RELEASE_NS,team-a}" --set replicaCount=1
-# Values the schema must reject.
-for bad in "replicaCount=0" "logging.format=xml" "image.pullPolicy=Sometimes" "unknownValue=1" "watchNamespaces={Not_A_Namespace}"; do
+# One replica without leader election.
+render watch-release-ns namespaced --set "watchNamespaces={$RELEASE_NS}" --set replicaCount=1 --set leaderElection.enabled=false
+# Values the chart must reject.
+for bad in "replicaCount=0" "logging.format=xml" "image.pullPolicy=Sometimes" "unknownValue=1" \
+  "watchNamespaces={Not_A_Namespace}" "watchNamespaces={a,b}" "leaderElection.enabled=false"; do
   if helm template taxistream "$CHART" --set "$bad" >/dev/null 2>&1; then
-    fail "values.schema.json accepts --set $bad"
+    fail "the chart accepts --set $bad"
   fi
 done
-echo "ok   values.schema.json rejects bad values"
+echo "ok   the chart rejects bad values"
 
 step "examples/ against the CRD and Kubernetes schemas"
 "$PY" scripts/check_packaging.py crd-schemas "$work/schemas"
@@ -84,12 +87,20 @@ step "examples/ against the CRD and Kubernetes schemas"
 for dir in "$work"/examples/cr/*/; do
   kind="$(basename "$dir")"
   [ -f "$work/schemas/$kind.json" ] || fail "examples/: kind $kind has no CRD in $CHART/crds"
-  check-jsonschema --schemafile "$work/schemas/$kind.json" "$dir"*.json \
-    || fail "examples/: $kind objects do not match the CRD schema"
+  files=("$dir"*.json)
+  out="$(check-jsonschema --schemafile "$work/schemas/$kind.json" "${files[@]}" 2>&1)" \
+    || { printf '%s\n' "$out" >&2; fail "examples/: $kind objects do not match the CRD schema"; }
+  echo "ok   check-jsonschema: ${#files[@]} $kind objects under examples/ match the CRD schema"
 done
 if [ -s "$work/examples/builtin.yaml" ]; then
-  validate "$work/examples/builtin.yaml" "examples/ built-in objects"
+  validate "examples/ built-in objects" "$work/examples/builtin.yaml"
 fi
+
+step "the operator's objects (golden snapshots) as the API server and Pod Security see them"
+snapshots=(operator/tests/snapshots/*.yaml)
+[ -e "${snapshots[0]}" ] || fail "no operator golden snapshots in operator/tests/snapshots/"
+validate "operator/tests/snapshots/" "${snapshots[@]}"
+"$PY" scripts/check_packaging.py snapshots
 
 step "Dockerfiles and dashboard"
 "$PY" scripts/check_packaging.py dockerfiles

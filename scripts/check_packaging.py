@@ -11,6 +11,7 @@ it found, each naming the file and object, so a failure says what to fix.
   dockerfiles                COPY sources, .dockerignore, binary names vs Cargo targets
   dashboard                  the Grafana dashboard queries metrics the code registers
   values                     values.yaml is commented; the all-options file turns everything on
+  snapshots                  the operator's worker pods (golden snapshots) are restricted
 """
 
 from __future__ import annotations
@@ -234,6 +235,36 @@ def rules_of(doc: dict) -> set[tuple[str, str, str]]:
     return out
 
 
+def pod_labels(doc: dict) -> dict:
+    spec = doc.get("spec") or {}
+    if doc.get("kind") == "CronJob":
+        spec = spec.get("jobTemplate", {}).get("spec", {})
+    return ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+
+
+SNAPSHOTS = ROOT / "operator" / "tests" / "snapshots"
+
+
+def operator_children(problems: Problems) -> list[dict]:
+    """The objects the operator builds for the example pipelines (its reviewed golden snapshots)."""
+    docs = [d for f in sorted(SNAPSHOTS.glob("*.yaml")) for d in load_docs(f)]
+    if not docs:
+        problems.add(rel(SNAPSHOTS), "no golden snapshots of the operator's objects")
+    return docs
+
+
+def operator_cli() -> tuple[set[str], set[str]]:
+    """(--flags, environment variables) of taxistream-operator, from its clap `Args`."""
+    text = (ROOT / "operator" / "src" / "main.rs").read_text()
+    flags, env_vars = {"--help", "--version"}, set()
+    for attrs, field in re.findall(r"#\[arg\(((?:[^()\]]|\([^()]*\))*)\)\]\s*(?:pub\s+)?([a-z_][a-z0-9_]*)\s*:", text):
+        named = re.search(r'long\s*=\s*"([^"]+)"', attrs)
+        if re.search(r"\blong\b", attrs):
+            flags.add("--" + (named.group(1) if named else field.replace("_", "-")))
+        env_vars.update(re.findall(r'env\s*=\s*"([^"]+)"', attrs))
+    return flags, env_vars
+
+
 def documented_rules(problems: Problems) -> set[tuple[str, str, str]]:
     """The (apiGroup, resource, verb) triples docs/operator.md documents.
 
@@ -357,22 +388,64 @@ def cmd_chart(rendered: Path, mode: str) -> None:
             eps = spec.get(endpoints) or []
             if not eps or not all(e.get("port") and e.get("path") == "/metrics" for e in eps):
                 problems.add(where, f"{endpoints} must name a port and path /metrics")
-    # The worker PodMonitor selects what the operator's builders put on worker pods,
-    # and gives the dashboard the `pipeline` label it groups by.
-    builders = "".join(f.read_text() for f in sorted((ROOT / "operator" / "src").rglob("*.rs")))
+    # What the operator creates (its golden snapshots) against what the chart
+    # assumes: the PodMonitor finds the worker pods, and the dashboard's `pipeline` label.
+    children = operator_children(problems)
+    worker_pods = [
+        (d, pod) for d in children for pod in pod_specs(d)
+    ]
     for m in by_kind.get("PodMonitor", []):
         where = f"PodMonitor {m['metadata']['name']}"
         spec = m.get("spec") or {}
-        wanted = [*(spec.get("selector") or {}).get("matchLabels", {}).items()]
-        for key, value in wanted:
-            for literal in (key, value):
-                if f'"{literal}"' not in builders:
-                    problems.add(where, f"selects on {key}={value}, but operator/src never writes {literal!r}")
+        selector = (spec.get("selector") or {}).get("matchLabels", {})
+        selected = [
+            (d, pod) for d, pod in worker_pods
+            if all(pod_labels(d).get(k) == v for k, v in selector.items())
+        ]
+        if len(selected) != len(worker_pods) or not worker_pods:
+            missed = sorted({d["metadata"]["name"] for d, _ in worker_pods} - {d["metadata"]["name"] for d, _ in selected})
+            problems.add(where, f"selector {selector} misses the worker pods of {missed or 'every snapshot'}")
+        ports = {p.get("name") for _, pod in worker_pods for c in pod.get("containers", []) for p in c.get("ports") or []}
         for ep in spec.get("podMetricsEndpoints") or []:
-            if f'"{ep.get("port")}"' not in builders:
-                problems.add(where, f"scrapes port {ep.get('port')!r}, which operator/src never names")
+            if ep.get("port") not in ports:
+                problems.add(where, f"scrapes port {ep.get('port')!r}; worker pods name {sorted(p for p in ports if p)}")
+            for r in ep.get("relabelings") or []:
+                for source in r.get("sourceLabels") or []:
+                    label = source.removeprefix("__meta_kubernetes_pod_label_")
+                    if source != label and not all(
+                        any(re.sub(r"[^a-zA-Z0-9_]", "_", k) == label for k in pod_labels(d)) for d, _ in worker_pods
+                    ):
+                        problems.add(where, f"relabels from pod label {label}, which not every worker pod has")
             if not any(r.get("targetLabel") == "pipeline" for r in ep.get("relabelings") or []):
                 problems.add(where, f"port {ep.get('port')}: no relabeling to the `pipeline` label the dashboard uses")
+    # Every child kind is applied (server-side apply needs create and patch), and the
+    # workers' Role grants nothing the operator lacks (RBAC forbids escalation).
+    operator_rules = set().union(*(rules_of(r) for r in (by_kind.get("ClusterRole") or by_kind.get("Role") or [])))
+    for d in children:
+        group = d["apiVersion"].rpartition("/")[0]
+        resource = d["kind"].lower() + "s"
+        for verb in ("create", "patch"):
+            if (group, resource, verb) not in operator_rules:
+                problems.add("RBAC", f"the operator creates {d['kind']} {d['metadata']['name']} but may not {verb} {group or 'core'}/{resource}")
+        if d["kind"] == "Role":
+            for rule in d.get("rules") or []:
+                for g in rule.get("apiGroups") or []:
+                    for r in rule.get("resources") or []:
+                        for v in rule.get("verbs") or []:
+                            if (g, r, v) not in operator_rules:
+                                problems.add("RBAC", f"worker Role {d['metadata']['name']} grants {g or 'core'}/{r}:{v}, which the operator lacks, so it cannot create the Role")
+
+    # The operator's flags and environment, as its clap definition spells them.
+    flags, env_vars = operator_cli()
+    for dep in deployments:
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        for arg in c.get("args") or []:
+            flag = arg.split("=", 1)[0]
+            if flag.startswith("--") and flag not in flags:
+                problems.add(f"Deployment {dep['metadata']['name']}", f"{flag} is not a taxistream-operator flag ({sorted(flags)})")
+        for e in c.get("env") or []:
+            if e["name"] in ("POD_NAME", "POD_NAMESPACE") and e["name"] not in env_vars:
+                problems.add(f"Deployment {dep['metadata']['name']}", f"sets {e['name']}, which the operator does not read")
     for cm in by_kind.get("ConfigMap", []):
         for key, value in (cm.get("data") or {}).items():
             if key.endswith(".json"):
@@ -424,8 +497,22 @@ def cmd_chart(rendered: Path, mode: str) -> None:
         if len(set(namespaces)) != len(namespaces):
             problems.add("Role", f"duplicate Roles in {namespaces}")
     problems.finish(
-        f"{len(docs)} objects; restricted pods, probes, {len(roles)} {mode} role(s) = documented {len(documented)} rules"
+        f"{len(docs)} objects; restricted pods, probes; {len(roles)} {mode} role(s) grant exactly the "
+        f"{len(documented)} documented (group, resource, verb) triples; PodMonitor matches the operator's pods"
     )
+
+
+def cmd_snapshots() -> None:
+    """The worker pods the operator builds run in namespaces that enforce the
+    restricted standard (examples/dev does)."""
+    problems = Problems("operator snapshots")
+    children = operator_children(problems)
+    pods = 0
+    for d in children:
+        for pod in pod_specs(d):
+            check_restricted(f"{d['kind']} {d['metadata']['name']}", pod, problems)
+            pods += 1
+    problems.finish(f"{len(children)} objects, {pods} pod templates meet the restricted standard")
 
 
 # --- Dockerfiles -------------------------------------------------------------
@@ -701,6 +788,7 @@ def main(argv: list[str]) -> None:
         "dockerfiles": lambda a: cmd_dockerfiles(),
         "dashboard": lambda a: cmd_dashboard(),
         "values": lambda a: cmd_values(),
+        "snapshots": lambda a: cmd_snapshots(),
     }
     if not argv or argv[0] not in cmds:
         sys.exit(__doc__)
