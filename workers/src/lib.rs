@@ -12,6 +12,7 @@ pub mod error;
 pub mod health;
 pub mod io;
 pub mod metrics;
+pub mod output;
 pub mod shutdown;
 pub mod source;
 pub mod stage;

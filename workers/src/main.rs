@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use taxistream_worker::stage;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,9 +18,18 @@ struct Cli {
 
 /// Stages. Each variant's arguments live beside the stage in `stage/`.
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Read, validate and window trips in one process (files, URLs, months, Open Data).
+    Run(stage::run_local::RunArgs),
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match Cli::parse().command {}
+    match Cli::parse().command {
+        Command::Run(args) => {
+            // reqwest is built without a rustls provider of its own.
+            rustls::crypto::ring::default_provider().install_default().ok();
+            stage::run_local::main(args).await
+        }
+    }
 }

@@ -1,3 +1,6 @@
 //! The worker's stages, one per subcommand. Each stage owns its I/O and
 //! offsets; the shared pieces (readers, validation, window engine) live in
 //! their own modules so every stage computes the same thing.
+
+// The embedded default job (issue 3): read → validate → window in one process.
+pub mod run_local;

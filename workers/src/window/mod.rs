@@ -113,7 +113,7 @@ impl WindowConfig {
         if slide_s == 0 {
             return Err(WindowError::ZeroSlide(slide_s));
         }
-        if size_s % slide_s != 0 {
+        if !size_s.is_multiple_of(slide_s) {
             return Err(WindowError::SlideNotDivisor {
                 size: size_s,
                 slide: slide_s,

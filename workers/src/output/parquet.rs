@@ -1,0 +1,161 @@
+//! Parquet result files (zstd), one row group per emitted chunk of windows.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use super::{OutputError, ResultWriter, columns};
+use crate::window::{GroupBy, WindowResult};
+
+/// Rows buffered before a row group is written.
+const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+pub struct ParquetWriter {
+    path: String,
+    schema: SchemaRef,
+    writer: Option<ArrowWriter<File>>,
+    pending: Vec<WindowResult>,
+}
+
+impl ParquetWriter {
+    pub fn create(path: &Path, group_by: GroupBy) -> Result<Self, OutputError> {
+        let name = path.display().to_string();
+        let c = columns(group_by);
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(c[0], DataType::Int32, false),
+            Field::new(c[1], DataType::Utf8, false),
+            Field::new(c[2], DataType::Utf8, true),
+            Field::new(c[3], DataType::Utf8, true),
+            Field::new(c[4], ts.clone(), false),
+            Field::new(c[5], ts, false),
+            Field::new(c[6], DataType::Int64, false),
+            Field::new(c[7], DataType::Int64, false),
+            Field::new(c[8], DataType::Int64, true),
+            Field::new(c[9], DataType::Float64, false),
+            Field::new(c[10], DataType::Float64, false),
+            Field::new(c[11], DataType::Float64, false),
+            Field::new(c[12], DataType::Float64, false),
+            Field::new(c[13], DataType::Float64, false),
+            Field::new(c[14], DataType::Float64, false),
+            Field::new(c[15], DataType::Float64, true),
+            Field::new(c[16], DataType::Float64, true),
+            Field::new(c[17], DataType::Utf8, false),
+        ]));
+        let file = File::create(path).map_err(|error| OutputError::Io {
+            path: name.clone(),
+            error,
+        })?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| OutputError::Encode {
+            path: name.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            path: name,
+            schema,
+            writer: Some(writer),
+            pending: Vec::new(),
+        })
+    }
+
+    fn flush_pending(&mut self) -> Result<(), OutputError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = to_batch(&self.schema, &self.pending).map_err(|e| OutputError::Encode {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        self.pending.clear();
+        if let Some(w) = self.writer.as_mut() {
+            w.write(&batch).map_err(|e| OutputError::Encode {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn to_batch(schema: &SchemaRef, rs: &[WindowResult]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let n = rs.len();
+    let mut key = Int32Builder::with_capacity(n);
+    let mut key_name = StringBuilder::new();
+    let mut zone = StringBuilder::new();
+    let mut borough = StringBuilder::new();
+    let mut start = TimestampMicrosecondBuilder::with_capacity(n);
+    let mut end = TimestampMicrosecondBuilder::with_capacity(n);
+    let mut cnt = Int64Builder::with_capacity(n);
+    let mut pax = Int64Builder::with_capacity(n);
+    let mut max_pax = Int64Builder::with_capacity(n);
+    let mut f: Vec<Float64Builder> = (0..8).map(|_| Float64Builder::with_capacity(n)).collect();
+    let mut group = StringBuilder::new();
+    for r in rs {
+        key.append_value(r.key);
+        key_name.append_value(&r.key_name);
+        zone.append_option(r.zone.as_deref());
+        borough.append_option(r.borough.as_deref());
+        start.append_value(r.window_start);
+        end.append_value(r.window_end);
+        cnt.append_value(i64::try_from(r.count).unwrap_or(i64::MAX));
+        pax.append_value(r.passengers);
+        max_pax.append_option(r.max_passengers.map(i64::from));
+        f[0].append_value(r.sum_fare);
+        f[1].append_value(r.sum_tip);
+        f[2].append_value(r.sum_tolls);
+        f[3].append_value(r.sum_total);
+        f[4].append_value(r.avg_distance);
+        f[5].append_value(r.avg_duration_s);
+        f[6].append_option(r.avg_speed_mph);
+        f[7].append_option(r.avg_tip_ratio);
+        group.append_value(
+            super::group_by_name(r.group_by),
+        );
+    }
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(key.finish()),
+        Arc::new(key_name.finish()),
+        Arc::new(zone.finish()),
+        Arc::new(borough.finish()),
+        Arc::new(start.finish()),
+        Arc::new(end.finish()),
+        Arc::new(cnt.finish()),
+        Arc::new(pax.finish()),
+        Arc::new(max_pax.finish()),
+    ];
+    cols.extend(f.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    cols.push(Arc::new(group.finish()));
+    RecordBatch::try_new(schema.clone(), cols)
+}
+
+impl ResultWriter for ParquetWriter {
+    fn write(&mut self, results: &[WindowResult]) -> Result<(), OutputError> {
+        self.pending.extend_from_slice(results);
+        if self.pending.len() >= ROW_GROUP_ROWS {
+            self.flush_pending()?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), OutputError> {
+        self.flush_pending()?;
+        if let Some(w) = self.writer.take() {
+            w.close().map_err(|e| OutputError::Encode {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,517 @@
+//! `taxistream-worker run`: the embedded default job. Reads trips, validates
+//! them and windows them in one process, with no external service.
+//!
+//! read ([`crate::source`]) → validate ([`crate::validate`]) → window
+//! ([`crate::window`]) → write ([`crate::output`]); bad, unparsable and late
+//! records go to the dead-letter file. A source that fails (missing,
+//! truncated, corrupt, wrong layout) is reported and skipped; the others
+//! still run, and the exit code says that something failed.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::{error, info};
+
+use crate::dead_letter::{DeadLetter, DeadLetterCounts, DeadLetterSink, DiscardDeadLetters, JsonLinesDeadLetters};
+use crate::output::{self, Format, OutputError, ResultWriter};
+use crate::source::http::{Downloader, RetryPolicy};
+use crate::source::open_data::{OpenDataPager, OpenDataQuery};
+use crate::source::spec::{InputSpec, MonthRange, TLC_BASE_URL};
+use crate::source::{ReadBatch, SourceError, TripReader, open_file};
+use crate::trip::Dataset;
+use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
+use crate::window::{GroupBy, WindowConfig, WindowEngine, WindowError, WindowResult};
+use crate::zones::{ZoneError, ZoneLookup};
+
+/// Arguments of `run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Trip files (Parquet, CSV, saved Open Data JSON) or http(s) URLs, read in order.
+    #[arg(long, short, num_args = 1.., value_name = "PATH|URL")]
+    pub input: Vec<String>,
+    /// TLC months to fetch from --base-url, e.g. `2024-01..2024-03` (inclusive).
+    #[arg(long, value_name = "FROM..TO")]
+    pub months: Option<MonthRange>,
+    /// Where --months files live.
+    #[arg(long, default_value = TLC_BASE_URL)]
+    pub base_url: String,
+    /// NYC Open Data dataset to page through: `<domain>/<dataset-id>` or a full resource URL.
+    #[arg(long, value_name = "DOMAIN/ID|URL")]
+    pub open_data: Option<String>,
+    /// Records per Open Data page.
+    #[arg(long, default_value_t = 50_000)]
+    pub page_size: u32,
+    /// SoQL `$where` filter for --open-data.
+    #[arg(long = "where", value_name = "SOQL")]
+    pub where_clause: Option<String>,
+    /// Stop --open-data after this many records.
+    #[arg(long)]
+    pub open_data_limit: Option<u64>,
+    /// Socrata app token (raises the API's rate limits).
+    #[arg(long, env = "SOCRATA_APP_TOKEN", hide_env_values = true)]
+    pub app_token: Option<String>,
+    /// Dataset of inputs whose columns and name do not tell.
+    #[arg(long, default_value = "yellow", value_parser = parse_dataset)]
+    pub dataset: Dataset,
+    /// Window length, e.g. `5m`, `300s`, `1h`.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub window: u64,
+    /// Hop between windows (hopping windows); defaults to the window length (tumbling).
+    #[arg(long, value_parser = parse_duration)]
+    pub slide: Option<u64>,
+    /// How far behind the newest pickup a record may arrive and still count.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub allowed_lateness: u64,
+    /// Window key.
+    #[arg(long, default_value = "pickup-zone", value_parser = parse_group_by)]
+    pub group_by: GroupBy,
+    /// Results file; the format follows the extension unless --format is given. Default: a table on stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Results format.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Rows of the stdout table (the rest are counted).
+    #[arg(long, default_value_t = 40)]
+    pub max_table_rows: usize,
+    /// Dead letters (JSON lines, one per rejected or late record).
+    #[arg(long, value_name = "FILE")]
+    pub dead_letters: Option<PathBuf>,
+    /// Zone lookup CSV to use instead of the built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub zones: Option<PathBuf>,
+    /// Pickups more than this many days outside a file's month are dead-lettered.
+    #[arg(long, default_value_t = DEFAULT_MONTH_TOLERANCE_DAYS)]
+    pub month_tolerance_days: i64,
+    /// Where downloads are kept.
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("taxistream-downloads"))]
+    pub download_dir: PathBuf,
+    /// Download retries per file or page.
+    #[arg(long, default_value_t = 5)]
+    pub retries: usize,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+fn parse_dataset(s: &str) -> Result<Dataset, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yellow" => Ok(Dataset::Yellow),
+        "green" => Ok(Dataset::Green),
+        other => Err(format!("{other:?}: only yellow and green trip records are supported")),
+    }
+}
+
+fn parse_group_by(s: &str) -> Result<GroupBy, String> {
+    match s.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+        "pickupzone" | "pulocationid" => Ok(GroupBy::PickupZone),
+        "dropoffzone" | "dolocationid" => Ok(GroupBy::DropoffZone),
+        "borough" => Ok(GroupBy::Borough),
+        "paymenttype" => Ok(GroupBy::PaymentType),
+        _ => Err(format!(
+            "{s:?}: expected pickup-zone, dropoff-zone, borough or payment-type"
+        )),
+    }
+}
+
+/// Parses `90`, `90s`, `5m`, `1h`, `1d` into seconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 300s, 5m or 1h"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// Failures that stop the whole run (per-source failures do not).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("nothing to read: give --input, --months or --open-data")]
+    NoInput,
+    #[error(transparent)]
+    Window(#[from] WindowError),
+    #[error(transparent)]
+    Zones(#[from] ZoneError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("dead letters {path}: {error}")]
+    DeadLetters {
+        path: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub sources_ok: u64,
+    /// One message per source that failed, naming it.
+    pub sources_failed: Vec<String>,
+    pub rows_read: u64,
+    /// Rows that passed validation and were offered to the windows.
+    pub rows_valid: u64,
+    /// Rows counted in windows.
+    pub rows_windowed: u64,
+    /// Valid rows with a negative amount (kept).
+    pub refunds: u64,
+    pub dead_letters: DeadLetterCounts,
+    pub windows_emitted: u64,
+    pub elapsed: Duration,
+    /// Time spent in the window engine alone.
+    pub window_elapsed: Duration,
+}
+
+impl Summary {
+    /// Human-readable report (stderr).
+    pub fn render(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let wsecs = self.window_elapsed.as_secs_f64().max(1e-9);
+        let mut s = format!(
+            "rows read        {:>12}\nrows windowed    {:>12}\nrefunds flagged  {:>12}\nwindows emitted  {:>12}\n\
+             wall time        {:>11.3}s\nthroughput       {:>12.0} rows/s\nwindow step      {:>12.0} rows/s ({:.3}s)\n\
+             dead letters     {:>12}\n",
+            self.rows_read,
+            self.rows_windowed,
+            self.refunds,
+            self.windows_emitted,
+            secs,
+            self.rows_read as f64 / secs,
+            self.rows_valid as f64 / wsecs,
+            wsecs,
+            self.dead_letters.total(),
+        );
+        for (reason, n) in &self.dead_letters.0 {
+            s.push_str(&format!("  {:<22} {:>8}\n", reason.as_str(), n));
+        }
+        s.push_str(&format!(
+            "sources          {:>12} ok, {} failed\n",
+            self.sources_ok,
+            self.sources_failed.len()
+        ));
+        for f in &self.sources_failed {
+            s.push_str(&format!("  failed: {f}\n"));
+        }
+        s
+    }
+}
+
+/// Settings of a [`LocalJob`] that do not come from the command line parser.
+pub struct JobOptions {
+    pub window: WindowConfig,
+    pub month_tolerance_days: i64,
+    pub default_dataset: Dataset,
+    pub progress: bool,
+}
+
+/// The read → validate → window → write loop, reusable from tests.
+pub struct LocalJob {
+    engine: WindowEngine,
+    options: JobOptions,
+    writer: Box<dyn ResultWriter>,
+    dead: Box<dyn DeadLetterSink>,
+    dead_path: String,
+    summary: Summary,
+    started: Instant,
+    emitted: Vec<WindowResult>,
+    late: Vec<usize>,
+    mask: Vec<bool>,
+}
+
+impl LocalJob {
+    pub fn new(
+        options: JobOptions,
+        zones: &ZoneLookup,
+        writer: Box<dyn ResultWriter>,
+        dead: Box<dyn DeadLetterSink>,
+        dead_path: String,
+    ) -> Self {
+        Self {
+            engine: WindowEngine::new(options.window, zones),
+            options,
+            writer,
+            dead,
+            dead_path,
+            summary: Summary::default(),
+            started: Instant::now(),
+            emitted: Vec::new(),
+            late: Vec::new(),
+            mask: Vec::new(),
+        }
+    }
+
+    fn dead_letter(&mut self, d: &DeadLetter) -> Result<(), RunError> {
+        self.summary.dead_letters.add(d.reason, 1);
+        self.dead.write(d).map_err(|error| RunError::DeadLetters {
+            path: self.dead_path.clone(),
+            error,
+        })
+    }
+
+    /// Validates and windows one batch.
+    pub fn process(&mut self, batch: ReadBatch, validator: &mut Validator) -> Result<(), RunError> {
+        self.summary.rows_read += (batch.trips.len() + batch.rejects.len()) as u64;
+        for d in &batch.rejects {
+            self.dead_letter(d)?;
+        }
+        let trips = batch.trips;
+        let mut rejected = Vec::new();
+        let mut mask = std::mem::take(&mut self.mask);
+        let check = validator.check(&trips, &mut mask, |d| rejected.push(d));
+        for d in &rejected {
+            self.dead_letter(d)?;
+        }
+        self.summary.rows_valid += check.valid;
+        self.summary.refunds += check.refunds;
+        let t0 = Instant::now();
+        self.late.clear();
+        self.engine.push_batch(&trips, Some(&mask), &mut self.emitted, &mut self.late);
+        self.summary.window_elapsed += t0.elapsed();
+        self.summary.rows_windowed += check.valid - self.late.len() as u64;
+        let watermark = self.engine.watermark();
+        let late = std::mem::take(&mut self.late);
+        for &i in &late {
+            self.dead_letter(&DeadLetter::late(trips.row(i), watermark))?;
+        }
+        self.late = late;
+        self.mask = mask;
+        self.write_emitted()
+    }
+
+    fn write_emitted(&mut self) -> Result<(), RunError> {
+        if !self.emitted.is_empty() {
+            self.summary.windows_emitted += self.emitted.len() as u64;
+            self.writer.write(&self.emitted)?;
+            self.emitted.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads one source to its end. A failure is recorded in the summary,
+    /// naming the source, and the job goes on.
+    pub fn read_source(&mut self, reader: Result<Box<dyn TripReader>, SourceError>, month_hint: Option<Month>) -> Result<(), RunError> {
+        let mut reader = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                self.source_failed(&e);
+                return Ok(());
+            }
+        };
+        let mut validator = Validator::new(month_hint, self.options.month_tolerance_days);
+        let bar = self.progress_bar(reader.name(), reader.total_rows());
+        loop {
+            match reader.next_batch() {
+                Ok(Some(batch)) => {
+                    bar.inc((batch.trips.len() + batch.rejects.len()) as u64);
+                    self.process(batch, &mut validator)?;
+                }
+                Ok(None) => {
+                    self.summary.sources_ok += 1;
+                    break;
+                }
+                Err(e) => {
+                    self.source_failed(&e);
+                    break;
+                }
+            }
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// Pages through an Open Data query.
+    pub async fn read_open_data(&mut self, mut pager: OpenDataPager) -> Result<(), RunError> {
+        let mut validator = Validator::new(None, self.options.month_tolerance_days);
+        let bar = self.progress_bar(pager.name(), None);
+        loop {
+            match pager.next_batch().await {
+                Ok(Some(batch)) => {
+                    bar.inc((batch.trips.len() + batch.rejects.len()) as u64);
+                    self.process(batch, &mut validator)?;
+                }
+                Ok(None) => {
+                    self.summary.sources_ok += 1;
+                    break;
+                }
+                Err(e) => {
+                    self.source_failed(&e);
+                    break;
+                }
+            }
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    fn source_failed(&mut self, e: &SourceError) {
+        error!(error = %e, "source failed; continuing with the next one");
+        self.summary.sources_failed.push(e.to_string());
+    }
+
+    fn progress_bar(&self, name: &str, total: Option<u64>) -> ProgressBar {
+        if !self.options.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = match total {
+            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, {eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            ),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
+        };
+        let short = name.rsplit('/').next().unwrap_or(name).to_string();
+        bar.set_message(short);
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
+    /// End of input: closes every window, flushes the outputs, returns the summary.
+    pub fn finish(mut self) -> Result<Summary, RunError> {
+        let t0 = Instant::now();
+        self.engine.flush(&mut self.emitted);
+        self.summary.window_elapsed += t0.elapsed();
+        self.write_emitted()?;
+        self.writer.finish()?;
+        self.dead.finish().map_err(|error| RunError::DeadLetters {
+            path: self.dead_path.clone(),
+            error,
+        })?;
+        self.summary.elapsed = self.started.elapsed();
+        Ok(self.summary)
+    }
+}
+
+/// Runs the job described by `args`.
+pub async fn run(args: RunArgs) -> Result<Summary, RunError> {
+    let mut inputs: Vec<InputSpec> = args.input.iter().map(|s| InputSpec::parse(s)).collect();
+    if let Some(range) = args.months {
+        inputs.extend(range.urls(&args.base_url, args.dataset).into_iter().map(InputSpec::Url));
+    }
+    if inputs.is_empty() && args.open_data.is_none() {
+        return Err(RunError::NoInput);
+    }
+    let window = WindowConfig::hopping(
+        args.window,
+        args.slide.unwrap_or(args.window),
+        args.allowed_lateness,
+        args.group_by,
+    )?;
+    let zones_owned;
+    let zones = match &args.zones {
+        Some(p) => {
+            zones_owned = ZoneLookup::from_path(p)?;
+            &zones_owned
+        }
+        None => ZoneLookup::embedded(),
+    };
+    let format = args
+        .format
+        .or_else(|| args.output.as_deref().and_then(Format::from_path))
+        .unwrap_or(if args.output.is_some() { Format::Csv } else { Format::Table });
+    let writer = output::open(format, args.output.as_deref(), args.group_by, args.max_table_rows)?;
+    let (dead, dead_path): (Box<dyn DeadLetterSink>, String) = match &args.dead_letters {
+        Some(p) => {
+            let file = std::fs::File::create(p).map_err(|error| RunError::DeadLetters {
+                path: p.display().to_string(),
+                error,
+            })?;
+            (
+                Box::new(JsonLinesDeadLetters::new(std::io::BufWriter::new(file))),
+                p.display().to_string(),
+            )
+        }
+        None => (Box::new(DiscardDeadLetters), "(not written)".to_string()),
+    };
+    let options = JobOptions {
+        window,
+        month_tolerance_days: args.month_tolerance_days,
+        default_dataset: args.dataset,
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let mut job = LocalJob::new(options, zones, writer, dead, dead_path);
+    let retry = RetryPolicy {
+        max_retries: args.retries,
+        ..RetryPolicy::default()
+    };
+    let needs_http = args.open_data.is_some() || inputs.iter().any(|i| matches!(i, InputSpec::Url(_)));
+    let client = if needs_http {
+        Some(crate::source::http::client()?)
+    } else {
+        None
+    };
+    for input in &inputs {
+        let name = input.name();
+        let month = Month::from_name(&name);
+        let path = match (input, &client) {
+            (InputSpec::Path(p), _) => p.clone(),
+            (InputSpec::Url(url), Some(client)) => {
+                info!(url, "downloading");
+                let dl = Downloader::new(client.clone(), args.download_dir.clone(), retry);
+                match dl.fetch(url).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        job.source_failed(&e);
+                        continue;
+                    }
+                }
+            }
+            (InputSpec::Url(_), None) => continue,
+        };
+        let dataset = job.options.default_dataset;
+        tokio::task::block_in_place(|| job.read_source(open_file(&path, &name, dataset), month))?;
+    }
+    if let (Some(resource), Some(client)) = (&args.open_data, &client) {
+        let mut query = OpenDataQuery::new(resource, args.page_size);
+        query.where_clause = args.where_clause.clone();
+        query.app_token = args.app_token.clone();
+        query.limit = args.open_data_limit;
+        let pager = OpenDataPager::new(client.clone(), query, retry, args.dataset);
+        job.read_open_data(pager).await?;
+    }
+    tokio::task::block_in_place(|| job.finish())
+}
+
+/// CLI entry: human-readable logs and summary on stderr, results on stdout
+/// or in the output file. Exit code 1 when the job or any source failed.
+pub async fn main(args: RunArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let dead_letters_written = args.dead_letters.is_some();
+    match run(args).await {
+        Ok(summary) => {
+            eprint!("{}", summary.render());
+            if !dead_letters_written && summary.dead_letters.total() > 0 {
+                eprintln!("dead letters were counted but not written: add --dead-letters FILE to keep them");
+            }
+            if summary.sources_failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
