@@ -81,6 +81,18 @@ for bad in "replicaCount=0" "logging.format=xml" "image.pullPolicy=Sometimes" "u
 done
 echo "ok   the chart rejects bad values"
 
+# NOTES.txt renders only at install time; render it through a copy of the chart.
+cp -r "$CHART" "$work/notes-chart"
+mv "$work/notes-chart/templates/NOTES.txt" "$work/notes-chart/files/NOTES.txt"
+printf '%s\n' 'notes: |' '  {{- tpl (.Files.Get "files/NOTES.txt") . | nindent 2 }}' >"$work/notes-chart/templates/notes.yaml"
+for args in "" "-f $ALL_OPTIONS" "--set leaderElection.enabled=false --set replicaCount=1"; do
+  # shellcheck disable=SC2086 # $args is a list of helm flags
+  notes="$(helm template taxistream "$work/notes-chart" --namespace "$RELEASE_NS" --show-only templates/notes.yaml $args)" \
+    || fail "NOTES.txt does not render with ${args:-the default values}"
+  if grep -q '<no value>' <<<"$notes"; then fail "NOTES.txt prints <no value> with ${args:-the default values}"; fi
+done
+echo "ok   NOTES.txt renders with the default, all-options and single-replica values"
+
 step "examples/ against the CRD and Kubernetes schemas"
 "$PY" scripts/check_packaging.py crd-schemas "$work/schemas"
 "$PY" scripts/check_packaging.py split-examples "$work/examples"

@@ -498,7 +498,8 @@ def cmd_chart(rendered: Path, mode: str) -> None:
             problems.add("Role", f"duplicate Roles in {namespaces}")
     problems.finish(
         f"{len(docs)} objects; restricted pods, probes; {len(roles)} {mode} role(s) grant exactly the "
-        f"{len(documented)} documented (group, resource, verb) triples; PodMonitor matches the operator's pods"
+        f"{len(documented)} documented (group, resource, verb) triples"
+        + ("; the PodMonitor selects the operator's worker pods" if by_kind.get("PodMonitor") else "")
     )
 
 
