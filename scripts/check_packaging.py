@@ -416,8 +416,28 @@ def cmd_chart(rendered: Path, mode: str) -> None:
                         any(re.sub(r"[^a-zA-Z0-9_]", "_", k) == label for k in pod_labels(d)) for d, _ in worker_pods
                     ):
                         problems.add(where, f"relabels from pod label {label}, which not every worker pod has")
-            if not any(r.get("targetLabel") == "pipeline" for r in ep.get("relabelings") or []):
-                problems.add(where, f"port {ep.get('port')}: no relabeling to the `pipeline` label the dashboard uses")
+            targets = {r.get("targetLabel") for r in ep.get("relabelings") or []}
+            for label in sorted({"pipeline", "stage"} - targets):
+                problems.add(where, f"port {ep.get('port')}: no relabeling to the `{label}` label the dashboard and HPAs select by")
+            if not ep.get("honorLabels"):
+                problems.add(where, f"port {ep.get('port')}: honorLabels must keep the series' own `stage`")
+    # The HPAs' external metric selectors use labels a scrape through the PodMonitor has.
+    if by_kind.get("PodMonitor"):
+        provided = {"namespace"} | {
+            r.get("targetLabel") for m in by_kind["PodMonitor"] for ep in m["spec"].get("podMetricsEndpoints") or []
+            for r in ep.get("relabelings") or []
+        }
+        for d in children:
+            if d["kind"] != "HorizontalPodAutoscaler":
+                continue
+            for metric in d["spec"].get("metrics") or []:
+                ext = metric.get("external") or {}
+                labels = set(((ext.get("metric") or {}).get("selector") or {}).get("matchLabels") or {})
+                if labels - provided:
+                    problems.add(
+                        f"HPA {d['metadata']['name']}",
+                        f"selects {ext['metric'].get('name')} by {sorted(labels - provided)}, which the PodMonitor does not add",
+                    )
     # Every child kind is applied (server-side apply needs create and patch), and the
     # workers' Role grants nothing the operator lacks (RBAC forbids escalation).
     operator_rules = set().union(*(rules_of(r) for r in (by_kind.get("ClusterRole") or by_kind.get("Role") or [])))
