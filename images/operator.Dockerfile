@@ -21,6 +21,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # Non-root (uid 65532), no shell, no package manager; glibc, libgcc, libssl and CA roots included.
 FROM gcr.io/distroless/cc-debian12:nonroot
+LABEL org.opencontainers.image.title="taxistream-operator" \
+      org.opencontainers.image.description="Kubernetes operator for taxistream pipelines" \
+      org.opencontainers.image.source="https://github.com/taxistream/taxistream" \
+      org.opencontainers.image.licenses="Apache-2.0"
 # librdkafka links zlib, which the cc image does not carry.
 COPY --from=build /out/lib/ /usr/lib/
 COPY --from=build /out/taxistream-operator /usr/local/bin/taxistream-operator

@@ -528,12 +528,38 @@ def cmd_snapshots() -> None:
     restricted standard (examples/dev does)."""
     problems = Problems("operator snapshots")
     children = operator_children(problems)
+    subcommands = worker_subcommands()
     pods = 0
     for d in children:
         for pod in pod_specs(d):
-            check_restricted(f"{d['kind']} {d['metadata']['name']}", pod, problems)
+            where = f"{d['kind']} {d['metadata']['name']}"
+            check_restricted(where, pod, problems)
             pods += 1
-    problems.finish(f"{len(children)} objects, {pods} pod templates meet the restricted standard")
+            # The worker image's ENTRYPOINT is the binary; the operator passes the stage as args.
+            for c in pod.get("containers") or []:
+                if "taxistream-worker" not in c.get("image", ""):
+                    continue
+                if c.get("command"):
+                    problems.add(f"{where} container {c['name']}", "sets command; the image's ENTRYPOINT is taxistream-worker")
+                args = c.get("args") or []
+                if not args or args[0] not in subcommands:
+                    problems.add(
+                        f"{where} container {c['name']}",
+                        f"runs `taxistream-worker {' '.join(args)}`, but its subcommands are {sorted(subcommands)}",
+                    )
+    problems.finish(
+        f"{len(children)} objects; {pods} pod templates meet the restricted standard and run worker subcommands"
+    )
+
+
+def worker_subcommands() -> set[str]:
+    """Subcommands of taxistream-worker: the variants of its clap `Command` enum, kebab-cased."""
+    text = (ROOT / "workers" / "src" / "main.rs").read_text()
+    m = re.search(r"enum Command\s*\{(.*?)\n\}", text, re.S)
+    if not m:
+        return set()
+    variants = re.findall(r"^\s*([A-Z][A-Za-z0-9]*)\s*[(,{]", m.group(1), re.M)
+    return {re.sub(r"(?<!^)([A-Z])", r"-\1", v).lower() for v in variants}
 
 
 # --- Dockerfiles -------------------------------------------------------------
