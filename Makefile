@@ -28,6 +28,25 @@ unit:
 check-crds:
 	$(ENV) for v in 1.33.0 1.36.0; do kubernetes-validate --strict --quiet -k $$v crds/*.yaml; done
 
+## demo: the local job (read → validate → window) on the real sample in examples/data/.
+DEMO_OUT := $${CARGO_TARGET_DIR}/demo
+demo:
+	$(ENV) cargo build --locked -q -p taxistream-worker && mkdir -p $(DEMO_OUT) && \
+	  "$$CARGO_TARGET_DIR/debug/taxistream-worker" run \
+	    --input examples/data/yellow_tripdata_2025-01_head.parquet \
+	    --window 15m --allowed-lateness 6h --max-table-rows 25 \
+	    --dead-letters $(DEMO_OUT)/dead-letters.jsonl && \
+	  "$$CARGO_TARGET_DIR/debug/taxistream-worker" run --no-progress \
+	    --input examples/data/yellow_tripdata_2020-01_head.csv \
+	    --group-by borough --window 1h --allowed-lateness 1h \
+	    --output $(DEMO_OUT)/results-2020-01.csv --dead-letters $(DEMO_OUT)/dead-letters-2020-01.jsonl && \
+	  echo "results: $(DEMO_OUT)/results-2020-01.csv; dead letters: $(DEMO_OUT)/dead-letters*.jsonl"
+
+## bench: release build, seeded synthetic 5M-row month (kept in bench-data/), reference query figures.
+bench:
+	$(ENV) cargo build --locked --release -q -p taxistream-worker && \
+	  "$$CARGO_TARGET_DIR/release/taxistream-worker" bench --rows 5000000 --seed 42 --data-dir bench-data
+
 ## crds: regenerate the CRD YAML (crds/ and the chart's crds/).
 crds:
 	$(ENV) cargo run --locked -q -p taxistream-crds --bin crdgen

@@ -6,6 +6,7 @@
 //! → `output` (tables, CSV, JSON lines, Parquet). `stage` wires them into
 //! the worker's subcommands.
 
+pub mod bench;
 pub mod config;
 pub mod dead_letter;
 pub mod error;

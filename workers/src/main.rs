@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Read, validate and window trips in one process (files, URLs, months, Open Data).
     Run(stage::run_local::RunArgs),
+    /// Generate the seeded synthetic month (once) and time the reference query on it.
+    Bench(taxistream_worker::bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -31,5 +33,6 @@ async fn main() -> ExitCode {
             rustls::crypto::ring::default_provider().install_default().ok();
             stage::run_local::main(args).await
         }
+        Command::Bench(args) => tokio::task::block_in_place(|| taxistream_worker::bench::main(args)),
     }
 }
