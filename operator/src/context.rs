@@ -89,3 +89,11 @@ impl Context {
         failures.remove(&obj.to_string());
     }
 }
+
+/// The current time in whole seconds: what `metav1.Time` keeps once
+/// serialised, so a status computed now compares equal to the same status
+/// read back from the API server.
+pub fn now() -> k8s_openapi::jiff::Timestamp {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now)
+}

@@ -81,3 +81,6 @@ pub async fn run(
         })
         .await;
 }
+
+#[cfg(test)]
+mod flow_tests;

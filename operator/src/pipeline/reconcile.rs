@@ -96,7 +96,7 @@ fn partitions(topic: &KafkaTopic) -> i32 {
 }
 
 async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
-    let now = Timestamp::now();
+    let now = crate::context::now();
     let namespace = pipeline.namespace().unwrap_or_default();
     let spec = &pipeline.spec;
     let topics_api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -211,7 +211,7 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
             EventType::Normal,
             "Applied",
             "Apply",
-            format!("applied {}", written.join(", ")),
+            written.join(", "),
         )
         .await;
     }
@@ -279,7 +279,7 @@ async fn patch_status(
 }
 
 enum Applied {
-    Object(DynamicObject),
+    Object(Box<DynamicObject>),
     /// An object of that name exists and another owner controls it.
     Conflict(String),
 }
@@ -321,7 +321,7 @@ async fn apply_child(
             return Ok(Applied::Conflict(child.describe()));
         }
         if live.annotations().get(ANNOTATION_APPLIED_HASH) == Some(&hash) {
-            return Ok(Applied::Object(live));
+            return Ok(Applied::Object(Box::new(live)));
         }
     }
     // Force: these objects are ours alone (controller owner reference checked above).
@@ -333,8 +333,8 @@ async fn apply_child(
         )
         .await?;
     ctx.metrics.write(CONTROLLER);
-    written.push(child.describe());
-    Ok(Applied::Object(obj))
+    written.push(format!("applied {}", child.describe()));
+    Ok(Applied::Object(Box::new(obj)))
 }
 
 /// Deletes optional children the spec no longer asks for.
@@ -405,14 +405,14 @@ async fn ensure_tls(
         _ => {
             let issued = tls::issue_ca(&inputs.namespace, &inputs.name, now).map_err(cert_error)?;
             apply_secret(ctx, &secrets, &tls::ca_secret(inputs, &issued)).await?;
-            written.push(format!("Secret/{ca_name}"));
+            written.push(format!("applied Secret/{ca_name}"));
             (issued.cert_pem, issued.key_pem)
         }
     };
     let issued = tls::issue_worker_cert(&inputs.namespace, &inputs.name, &ca_key, now)
         .map_err(cert_error)?;
     apply_secret(ctx, &secrets, &tls::cert_secret(inputs, &issued, &ca_pem)).await?;
-    written.push(format!("Secret/{cert_name}"));
+    written.push(format!("applied Secret/{cert_name}"));
     let renewed = cert_live.is_some();
     if renewed {
         status.rotations = status.rotations.saturating_add(1);

@@ -209,7 +209,7 @@ async fn patch_status(
 }
 
 async fn apply(sink: &CassandraSink, ctx: &Context) -> Result<Action> {
-    let now = Time(Timestamp::now());
+    let now = Time(crate::context::now());
     let regarding = sink.object_ref(&());
     let old = sink
         .status

@@ -40,10 +40,15 @@ fn tls_context(
         None => builder.set_default_verify_paths().map_err(err)?,
     }
     if let (Some(cert), Some(key)) = (cert, key) {
-        let mut chain = X509::stack_from_pem(cert.as_bytes()).map_err(err)?.into_iter();
-        let leaf = chain
-            .next()
-            .ok_or_else(|| cql_error(spec, "TLS settings: the client certificate Secret holds no certificate"))?;
+        let mut chain = X509::stack_from_pem(cert.as_bytes())
+            .map_err(err)?
+            .into_iter();
+        let leaf = chain.next().ok_or_else(|| {
+            cql_error(
+                spec,
+                "TLS settings: the client certificate Secret holds no certificate",
+            )
+        })?;
         builder.set_certificate(&leaf).map_err(err)?;
         for intermediate in chain {
             builder.add_extra_chain_cert(intermediate).map_err(err)?;

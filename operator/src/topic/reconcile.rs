@@ -240,7 +240,7 @@ async fn patch_status(ctx: &Context, topic: &KafkaTopic, status: &KafkaTopicStat
 }
 
 async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action> {
-    let now = Time(Timestamp::now());
+    let now = Time(crate::context::now());
     let regarding = topic.object_ref(&());
     let old = topic
         .status

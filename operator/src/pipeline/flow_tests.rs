@@ -1,0 +1,505 @@
+//! Controller flows of the pipeline reconciler against the mock API server.
+
+use std::sync::Arc;
+
+use http::Method;
+use serde_json::{Value, json};
+use taxistream_crds::TaxiPipeline;
+
+use super::reconcile::{FINALIZER, reconcile};
+use crate::fixtures::{Expect, Seen, mock_context, run};
+
+const NS: &str = "taxi";
+const API: &str = "/apis/taxistream.dev/v1alpha1/namespaces/taxi";
+
+/// The objects of `tests/fixtures/minimal.yaml`, as the API server would
+/// return them: namespaced, with uid and generation; topics and sink Ready.
+fn fixture() -> Vec<Value> {
+    let text = include_str!("../../tests/fixtures/minimal.yaml");
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| {
+            let mut v: Value = serde::Deserialize::deserialize(doc).unwrap();
+            v["metadata"]["namespace"] = json!(NS);
+            v["metadata"]["uid"] =
+                json!(format!("uid-{}", v["metadata"]["name"].as_str().unwrap()));
+            v["metadata"]["generation"] = json!(1);
+            v["metadata"]["resourceVersion"] = json!("1");
+            if v["kind"] != "TaxiPipeline" {
+                v["status"] = json!({"conditions": [{
+                    "type": "Ready", "status": "True", "reason": "Ok", "message": "ok",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z"
+                }]});
+            }
+            v
+        })
+        .collect()
+}
+
+fn object(objects: &[Value], kind: &str, name: &str) -> Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
+fn pipeline(objects: &[Value], finalized: bool) -> TaxiPipeline {
+    let mut v = object(objects, "TaxiPipeline", "demo");
+    if finalized {
+        v["metadata"]["finalizers"] = json!([FINALIZER]);
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+fn dependency_reads(objects: &[Value], missing_trips: bool) -> Vec<Expect> {
+    let trips = (!missing_trips).then(|| object(objects, "KafkaTopic", "trips"));
+    vec![
+        Expect::get(format!("{API}/kafkatopics/trips"), trips),
+        Expect::get(
+            format!("{API}/kafkatopics/aggregates"),
+            Some(object(objects, "KafkaTopic", "aggregates")),
+        ),
+        Expect::get(
+            format!("{API}/kafkatopics/dead-letters"),
+            Some(object(objects, "KafkaTopic", "dead-letters")),
+        ),
+        Expect::get(
+            format!("{API}/cassandrasinks/results"),
+            Some(object(objects, "CassandraSink", "results")),
+        ),
+    ]
+}
+
+/// Every child of the minimal pipeline, in apply order.
+const CHILDREN: [&str; 11] = [
+    "/api/v1/namespaces/taxi/configmaps/demo-config",
+    "/api/v1/namespaces/taxi/serviceaccounts/demo-workers",
+    "/apis/rbac.authorization.k8s.io/v1/namespaces/taxi/roles/demo-workers",
+    "/apis/rbac.authorization.k8s.io/v1/namespaces/taxi/rolebindings/demo-workers",
+    "/apis/apps/v1/namespaces/taxi/deployments/demo-ingest",
+    "/apis/apps/v1/namespaces/taxi/deployments/demo-aggregate",
+    "/apis/apps/v1/namespaces/taxi/deployments/demo-sink",
+    "/api/v1/namespaces/taxi/services/demo-metrics",
+    "/apis/policy/v1/namespaces/taxi/poddisruptionbudgets/demo-ingest",
+    "/apis/policy/v1/namespaces/taxi/poddisruptionbudgets/demo-aggregate",
+    "/apis/policy/v1/namespaces/taxi/poddisruptionbudgets/demo-sink",
+];
+const CA: &str = "/api/v1/namespaces/taxi/secrets/demo-ca";
+const CERT: &str = "/api/v1/namespaces/taxi/secrets/demo-worker-tls";
+
+/// Optional children the minimal spec does not want: read, found absent.
+fn prune_reads() -> Vec<Expect> {
+    vec![
+        Expect::get(
+            "/apis/autoscaling/v2/namespaces/taxi/horizontalpodautoscalers/demo-aggregate",
+            None,
+        ),
+        Expect::get(
+            "/apis/autoscaling/v2/namespaces/taxi/horizontalpodautoscalers/demo-sink",
+            None,
+        ),
+        Expect::get(
+            "/apis/batch/v1/namespaces/taxi/cronjobs/demo-ingest-schedule",
+            None,
+        ),
+    ]
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap()
+}
+
+fn find<'a>(seen: &'a [Seen], method: Method, path: &str) -> &'a Seen {
+    seen.iter()
+        .find(|s| s.method == method && s.path == path)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_new_pipeline_gets_the_finalizer_before_anything_else() {
+    let objects = fixture();
+    let p = pipeline(&objects, false);
+    let mut patched = object(&objects, "TaxiPipeline", "demo");
+    patched["metadata"]["finalizers"] = json!([FINALIZER]);
+    let (ctx, handle) = mock_context();
+    let script = vec![Expect::patch(format!("{API}/taxipipelines/demo"), patched)];
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    assert_eq!(seen[0].content_type, "application/json-patch+json");
+    assert_eq!(seen[0].body[1]["value"], json!([FINALIZER]));
+}
+
+/// Creation: reads, TLS issue, every child applied, status, two Events.
+/// Returns the requests so later passes can serve the applied objects.
+async fn create(objects: &[Value]) -> Vec<Seen> {
+    let p = pipeline(objects, true);
+    let (ctx, handle) = mock_context();
+    let mut script = dependency_reads(objects, false);
+    script.extend([
+        Expect::get(CA, None),
+        Expect::get(CERT, None),
+        Expect::apply(CA),
+        Expect::apply(CERT),
+    ]);
+    for child in CHILDREN {
+        script.push(Expect::get(child, None));
+        script.push(Expect::apply(child));
+    }
+    script.extend(prune_reads());
+    script.push(Expect::apply_status(
+        format!("{API}/taxipipelines/demo/status"),
+        object(objects, "TaxiPipeline", "demo"),
+    ));
+    script.push(Expect::event(NS));
+    script.push(Expect::event(NS));
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    seen
+}
+
+#[tokio::test]
+async fn a_new_pipeline_creates_its_children_and_sets_conditions() {
+    let objects = fixture();
+    let seen = create(&objects).await;
+
+    for write in seen.iter().filter(|s| s.method == Method::PATCH) {
+        assert_eq!(
+            write.content_type, "application/apply-patch+yaml",
+            "{}",
+            write.path
+        );
+        assert!(
+            write.query.contains("fieldManager=taxistream-operator"),
+            "{}",
+            write.query
+        );
+        assert!(write.query.contains("force=true"), "{}", write.query);
+    }
+    for child in CHILDREN {
+        let body = &find(&seen, Method::PATCH, child).body;
+        assert_eq!(
+            body["metadata"]["ownerReferences"][0]["uid"], "uid-demo",
+            "{child}"
+        );
+        assert!(
+            body["metadata"]["annotations"]["taxistream.dev/applied-hash"].is_string(),
+            "{child}"
+        );
+    }
+    let ca = &find(&seen, Method::PATCH, CA).body;
+    assert_eq!(ca["type"], "kubernetes.io/tls");
+    assert!(ca["data"]["tls.key"].is_string());
+
+    let status = &find(
+        &seen,
+        Method::PATCH,
+        &format!("{API}/taxipipelines/demo/status"),
+    )
+    .body["status"];
+    assert_eq!(status["phase"], "Pending");
+    assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(condition(status, "TopicsReady")["status"], "True");
+    assert_eq!(condition(status, "SinkReady")["status"], "True");
+    assert_eq!(condition(status, "Degraded")["status"], "False");
+    let workers = condition(status, "WorkersAvailable");
+    assert_eq!(
+        (&workers["status"], &workers["reason"]),
+        (&json!("False"), &json!("Unavailable"))
+    );
+    assert_eq!(condition(status, "Ready")["reason"], "Unavailable");
+    assert_eq!(status["tls"]["caSecret"], "demo-ca");
+    assert_eq!(status["tls"]["rotations"], 0);
+    assert!(status["configHash"].is_string());
+    assert_eq!(
+        status["stages"]["aggregate"]["selector"].as_str().unwrap(),
+        "app.kubernetes.io/component=aggregate,app.kubernetes.io/instance=demo,app.kubernetes.io/name=taxistream-worker"
+    );
+
+    let reasons: Vec<&Value> = seen
+        .iter()
+        .filter(|s| s.method == Method::POST)
+        .map(|s| &s.body["reason"])
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![&json!("Applied"), &json!("CertificateIssued")]
+    );
+}
+
+/// Serves what the first pass applied, with Deployments rolled out.
+fn live(seen: &[Seen], path: &str) -> Value {
+    let mut obj = find(seen, Method::PATCH, path).body.clone();
+    if obj["kind"] == "Deployment" {
+        obj["metadata"]["generation"] = json!(1);
+        let replicas = obj["spec"]["replicas"].clone();
+        obj["status"] = json!({
+            "observedGeneration": 1, "replicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas
+        });
+    }
+    obj
+}
+
+fn settled_reads(objects: &[Value], created: &[Seen]) -> Vec<Expect> {
+    let mut script = dependency_reads(objects, false);
+    script.push(Expect::get(CA, Some(live(created, CA))));
+    script.push(Expect::get(CERT, Some(live(created, CERT))));
+    for child in CHILDREN {
+        script.push(Expect::get(child, Some(live(created, child))));
+    }
+    script.extend(prune_reads());
+    script
+}
+
+#[tokio::test]
+async fn a_settled_pipeline_is_reconciled_without_a_single_write() {
+    let objects = fixture();
+    let created = create(&objects).await;
+    let status_path = format!("{API}/taxipipelines/demo/status");
+
+    // Second pass: children are as desired and the Deployments are available,
+    // so only the status changes (Ready) and one Event says so.
+    let mut p = pipeline(&objects, true);
+    p.status =
+        serde_json::from_value(find(&created, Method::PATCH, &status_path).body["status"].clone())
+            .unwrap();
+    let mut script = settled_reads(&objects, &created);
+    script.push(Expect::apply_status(
+        status_path.clone(),
+        object(&objects, "TaxiPipeline", "demo"),
+    ));
+    script.push(Expect::event(NS));
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p.clone()), ctx)).await;
+    result.unwrap();
+    let status = &find(&seen, Method::PATCH, &status_path).body["status"];
+    assert_eq!(condition(status, "Ready")["status"], "True");
+    assert_eq!(
+        condition(status, "WorkersAvailable")["message"],
+        "available replicas: ingest 1/1, aggregate 1/1, sink 1/1"
+    );
+    assert_eq!(status["phase"], "Running");
+    assert_eq!(seen.last().unwrap().body["reason"], "Running");
+
+    // Third pass: nothing to do, so nothing is written.
+    p.status = serde_json::from_value(status.clone()).unwrap();
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(
+        handle,
+        settled_reads(&objects, &created),
+        reconcile(Arc::new(p), ctx),
+    )
+    .await;
+    result.unwrap();
+    let writes: Vec<String> = seen
+        .iter()
+        .filter(|s| s.is_write())
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect();
+    assert!(writes.is_empty(), "a no-op reconcile wrote: {writes:?}");
+}
+
+#[tokio::test]
+async fn a_missing_topic_sets_topics_ready_false_and_creates_nothing() {
+    let objects = fixture();
+    let p = pipeline(&objects, true);
+    let (ctx, handle) = mock_context();
+    let mut script = dependency_reads(&objects, true);
+    script.push(Expect::apply_status(
+        format!("{API}/taxipipelines/demo/status"),
+        object(&objects, "TaxiPipeline", "demo"),
+    ));
+    script.push(Expect::event(NS));
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    let status = &seen[4].body["status"];
+    let topics = condition(status, "TopicsReady");
+    assert_eq!(topics["status"], "False");
+    assert_eq!(topics["reason"], "KafkaTopicNotFound");
+    assert_eq!(topics["message"], "KafkaTopic trips not found");
+    assert_eq!(
+        condition(status, "Ready")["message"],
+        "KafkaTopic trips not found"
+    );
+    assert_eq!(
+        condition(status, "WorkersAvailable")["reason"],
+        "NotCreated"
+    );
+    assert_eq!(status["phase"], "Pending");
+    let event = &seen[5].body;
+    assert_eq!(
+        (&event["type"], &event["reason"]),
+        (&json!("Warning"), &json!("KafkaTopicNotFound"))
+    );
+    assert_eq!(event["note"], "KafkaTopic trips not found");
+}
+
+#[tokio::test]
+async fn an_invalid_schedule_is_degraded_with_the_parser_reason() {
+    let objects = fixture();
+    let mut p = pipeline(&objects, true);
+    p.spec.schedule = Some("0 0 L * *".to_owned());
+    let (ctx, handle) = mock_context();
+    let mut script = dependency_reads(&objects, false);
+    script.push(Expect::apply_status(
+        format!("{API}/taxipipelines/demo/status"),
+        object(&objects, "TaxiPipeline", "demo"),
+    ));
+    script.push(Expect::event(NS));
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    let status = &seen[4].body["status"];
+    assert_eq!(status["phase"], "Degraded");
+    let degraded = condition(status, "Degraded");
+    assert_eq!(
+        (&degraded["status"], &degraded["reason"]),
+        (&json!("True"), &json!("InvalidSchedule"))
+    );
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap()
+            .contains("not understood by Kubernetes")
+    );
+    assert_eq!(seen[5].body["reason"], "InvalidSchedule");
+}
+
+#[tokio::test]
+async fn deleting_a_pipeline_runs_the_finalizer() {
+    let objects = fixture();
+    let mut v = object(&objects, "TaxiPipeline", "demo");
+    v["metadata"]["finalizers"] = json!([FINALIZER]);
+    v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    let p: TaxiPipeline = serde_json::from_value(v.clone()).unwrap();
+    let mut released = v;
+    released["metadata"]["finalizers"] = json!([]);
+    let (ctx, handle) = mock_context();
+    let script = vec![
+        Expect::apply_status(
+            format!("{API}/taxipipelines/demo/status"),
+            object(&objects, "TaxiPipeline", "demo"),
+        ),
+        Expect::event(NS),
+        Expect::patch(format!("{API}/taxipipelines/demo"), released),
+    ];
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    assert_eq!(seen[0].body["status"]["phase"], "Deleting");
+    assert_eq!(seen[1].body["reason"], "Deleting");
+    // The finalizer is removed by index, guarded by a test of its value.
+    assert_eq!(seen[2].body[0]["op"], "test");
+    assert_eq!(seen[2].body[0]["value"], FINALIZER);
+    assert_eq!(seen[2].body[1]["op"], "remove");
+}
+
+#[tokio::test]
+async fn children_the_spec_no_longer_wants_are_deleted() {
+    let objects = fixture();
+    let created = create(&objects).await;
+    let status_path = format!("{API}/taxipipelines/demo/status");
+    let mut p = pipeline(&objects, true);
+    p.status =
+        serde_json::from_value(find(&created, Method::PATCH, &status_path).body["status"].clone())
+            .unwrap();
+    // Settle first, so that only the deletion remains to be done.
+    let mut script = settled_reads(&objects, &created);
+    script.push(Expect::apply_status(
+        status_path.clone(),
+        object(&objects, "TaxiPipeline", "demo"),
+    ));
+    script.push(Expect::event(NS));
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p.clone()), ctx)).await;
+    result.unwrap();
+    p.status =
+        serde_json::from_value(find(&seen, Method::PATCH, &status_path).body["status"].clone())
+            .unwrap();
+
+    // An HPA left from when the aggregate stage autoscaled, and one made by someone else.
+    let hpa = |uid: &str| {
+        json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+               "metadata": {"name": "demo-aggregate", "namespace": NS,
+                            "ownerReferences": [{"apiVersion": "taxistream.dev/v1alpha1", "kind": "TaxiPipeline",
+                                                 "name": "demo", "uid": uid, "controller": true}]},
+               "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "demo-aggregate"}, "maxReplicas": 3}})
+    };
+    let hpa_path = "/apis/autoscaling/v2/namespaces/taxi/horizontalpodautoscalers/demo-aggregate";
+    let mut script = settled_reads(&objects, &created);
+    let at = script.iter().position(|e| e.path == hpa_path).unwrap();
+    script[at] = Expect::get(hpa_path, Some(hpa("uid-demo")));
+    script.insert(at + 1, Expect::delete(hpa_path));
+    script.push(Expect::event(NS));
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p.clone()), ctx)).await;
+    result.unwrap();
+    assert_eq!(
+        seen.last().unwrap().body["note"],
+        "deleted HorizontalPodAutoscaler/demo-aggregate"
+    );
+
+    let mut script = settled_reads(&objects, &created);
+    let at = script.iter().position(|e| e.path == hpa_path).unwrap();
+    script[at] = Expect::get(hpa_path, Some(hpa("someone-else")));
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    assert!(
+        seen.iter().all(|s| !s.is_write()),
+        "an object we do not control was touched"
+    );
+}
+
+#[tokio::test]
+async fn an_expiring_worker_certificate_is_renewed_and_the_rotation_recorded() {
+    let objects = fixture();
+    let created = create(&objects).await;
+    let status_path = format!("{API}/taxipipelines/demo/status");
+    let mut p = pipeline(&objects, true);
+    p.status =
+        serde_json::from_value(find(&created, Method::PATCH, &status_path).body["status"].clone())
+            .unwrap();
+
+    let mut expiring = live(&created, CERT);
+    let soon = crate::context::now() + k8s_openapi::jiff::SignedDuration::from_hours(24 * 5);
+    expiring["metadata"]["annotations"]["taxistream.dev/not-after"] = json!(soon.to_string());
+    let mut script = settled_reads(&objects, &created);
+    let at = script.iter().position(|e| e.path == CERT).unwrap();
+    script[at] = Expect::get(CERT, Some(expiring));
+    // Renewal keeps the CA: only the worker Secret is written.
+    script.insert(at + 1, Expect::apply(CERT));
+    script.push(Expect::apply_status(
+        status_path.clone(),
+        object(&objects, "TaxiPipeline", "demo"),
+    ));
+    script.extend([Expect::event(NS), Expect::event(NS), Expect::event(NS)]);
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    let tls = &find(&seen, Method::PATCH, &status_path).body["status"]["tls"];
+    assert_eq!(tls["rotations"], 1);
+    assert!(tls["lastRotationTime"].is_string());
+    let renewed = &find(&seen, Method::PATCH, CERT).body;
+    let ca = &live(&created, CA);
+    assert_eq!(
+        renewed["data"]["ca.crt"], ca["data"]["tls.crt"],
+        "the renewed certificate chains to the same CA"
+    );
+    let reasons: Vec<&Value> = seen
+        .iter()
+        .filter(|s| s.method == Method::POST)
+        .map(|s| &s.body["reason"])
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            &json!("Applied"),
+            &json!("CertificateRenewed"),
+            &json!("Running")
+        ]
+    );
+}
