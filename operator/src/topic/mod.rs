@@ -30,3 +30,6 @@ pub async fn run(
         })
         .await;
 }
+
+#[cfg(test)]
+mod broker_tests;
