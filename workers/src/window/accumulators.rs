@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::trip::{MICROS_PER_SECOND, NULL_I32};
 
-const MICROS_PER_HOUR: f64 = 3_600.0 * MICROS_PER_SECOND as f64;
+// Multiplications, not divisions, in the per-record path.
+const SECONDS_PER_MICRO: f64 = 1.0 / MICROS_PER_SECOND as f64;
+const HOURS_PER_MICRO: f64 = 1.0 / (3_600.0 * MICROS_PER_SECOND as f64);
 
 /// Running sums for one (window, key). Averages are derived at emission, so
 /// accumulators merge by addition and snapshot losslessly.
@@ -75,10 +77,10 @@ impl Accumulator {
         self.sum_tolls += v.tolls;
         self.sum_total += v.total;
         self.sum_distance += v.distance;
-        self.sum_duration_s += v.duration_us as f64 / MICROS_PER_SECOND as f64;
+        self.sum_duration_s += v.duration_us as f64 * SECONDS_PER_MICRO;
         if v.duration_us > 0 {
             self.speed_distance += v.distance;
-            self.speed_hours += v.duration_us as f64 / MICROS_PER_HOUR;
+            self.speed_hours += v.duration_us as f64 * HOURS_PER_MICRO;
         }
         if v.fare > 0.0 {
             self.tip_ratio_sum += v.tip / v.fare;
