@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Read, validate and window trips in one process (files, URLs, months, Open Data).
-    Run(stage::run_local::RunArgs),
+    Run(Box<stage::run_local::RunArgs>),
     /// Generate the seeded synthetic month (once) and time the reference query on it.
     Bench(taxistream_worker::bench::BenchArgs),
 }
@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => {
             // reqwest is built without a rustls provider of its own.
             rustls::crypto::ring::default_provider().install_default().ok();
-            stage::run_local::main(args).await
+            stage::run_local::main(*args).await
         }
         Command::Bench(args) => tokio::task::block_in_place(|| taxistream_worker::bench::main(args)),
     }

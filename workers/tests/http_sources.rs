@@ -26,7 +26,10 @@ struct Request {
 
 enum Response {
     /// Full or ranged body; `cut_after` closes the connection early.
-    Body { bytes: Vec<u8>, cut_after: Option<usize> },
+    Body {
+        bytes: Vec<u8>,
+        cut_after: Option<usize>,
+    },
     Status(u16),
 }
 
@@ -83,7 +86,11 @@ fn handle(n: usize, mut stream: TcpStream, behaviour: &Behaviour, log: &Mutex<Ve
                 Some(from) if from < bytes.len() => (
                     "206 Partial Content",
                     &bytes[from..],
-                    format!("Content-Range: bytes {from}-{}/{}\r\n", bytes.len() - 1, bytes.len()),
+                    format!(
+                        "Content-Range: bytes {from}-{}/{}\r\n",
+                        bytes.len() - 1,
+                        bytes.len()
+                    ),
                 ),
                 _ => ("200 OK", &bytes[..], String::new()),
             };
@@ -109,7 +116,8 @@ fn fast_retry() -> RetryPolicy {
 }
 
 fn sample_bytes() -> Vec<u8> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/yellow_tripdata_2025-01_head.parquet");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/data/yellow_tripdata_2025-01_head.parquet");
     let mut v = Vec::new();
     std::fs::File::open(p).unwrap().read_to_end(&mut v).unwrap();
     v
@@ -133,7 +141,11 @@ async fn download_resumes_after_a_dropped_connection() {
     let reqs = server.requests.lock().unwrap().clone();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert_eq!(reqs[0].range_from, None);
-    assert_eq!(reqs[1].range_from, Some(bytes.len() / 3), "second request resumes");
+    assert_eq!(
+        reqs[1].range_from,
+        Some(bytes.len() / 3),
+        "second request resumes"
+    );
 }
 
 #[tokio::test]
@@ -154,7 +166,10 @@ async fn download_retries_server_errors_but_not_missing_files() {
     }));
     let dir = tempfile::tempdir().unwrap();
     let dl = Downloader::new(client().unwrap(), dir.path().to_path_buf(), fast_retry());
-    let ok = dl.fetch(&format!("{}/a.parquet", server.url)).await.unwrap();
+    let ok = dl
+        .fetch(&format!("{}/a.parquet", server.url))
+        .await
+        .unwrap();
     assert_eq!(std::fs::read(ok).unwrap(), bytes);
     let url = format!("{}/missing.parquet", server.url);
     let err = dl.fetch(&url).await.unwrap_err().to_string();
@@ -201,7 +216,10 @@ fn socrata_server(records: usize) -> Server {
         let param = |name: &str| -> usize {
             req.path
                 .split(['?', '&'])
-                .find_map(|kv| kv.strip_prefix(&format!("%24{name}=")).or(kv.strip_prefix(&format!("${name}="))))
+                .find_map(|kv| {
+                    kv.strip_prefix(&format!("%24{name}="))
+                        .or(kv.strip_prefix(&format!("${name}=")))
+                })
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
@@ -279,17 +297,30 @@ async fn run_reads_urls_months_and_open_data_in_one_job() {
     ]);
     let summary = run(cli.run).await.unwrap();
     // 2024-12 is missing on the server: reported, the rest still runs.
-    assert_eq!(summary.sources_failed.len(), 1, "{:?}", summary.sources_failed);
+    assert_eq!(
+        summary.sources_failed.len(),
+        1,
+        "{:?}",
+        summary.sources_failed
+    );
     assert!(summary.sources_failed[0].contains("yellow_tripdata_2024-12.parquet"));
     assert_eq!(summary.sources_ok, 2);
     assert_eq!(summary.rows_read, 10_000 + 120);
     let lines = std::fs::read_to_string(&out).unwrap();
     let windowed: u64 = lines
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["count"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
         .sum();
     let dead_lines = std::fs::read_to_string(&dead).unwrap().lines().count() as u64;
-    assert_eq!(windowed + dead_lines, summary.rows_read, "every row windowed or dead-lettered");
+    assert_eq!(
+        windowed + dead_lines,
+        summary.rows_read,
+        "every row windowed or dead-lettered"
+    );
     // The Open Data rows (July 2021) arrive after the 2025 file: all late.
     assert_eq!(dead_lines, 120);
 }

@@ -19,12 +19,18 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-fn read_all(path: &Path) -> Result<(Vec<Trip>, Vec<taxistream_worker::dead_letter::DeadLetter>), SourceError> {
+fn read_all(
+    path: &Path,
+) -> Result<(Vec<Trip>, Vec<taxistream_worker::dead_letter::DeadLetter>), SourceError> {
     let name = path.display().to_string();
     let mut reader = open_file(path, &name, Dataset::Yellow)?;
     let mut trips = Vec::new();
     let mut rejects = Vec::new();
-    while let Some(ReadBatch { trips: b, rejects: r }) = reader.next_batch()? {
+    while let Some(ReadBatch {
+        trips: b,
+        rejects: r,
+    }) = reader.next_batch()?
+    {
         trips.extend((0..b.len()).map(|i| b.row(i)));
         rejects.extend(r);
     }
@@ -52,14 +58,25 @@ fn pandas_resave_with_index_column_and_float_integers() {
     assert!(rejects.is_empty(), "{rejects:?}");
     assert_eq!(trips.len(), 2);
     let t = &trips[0];
-    assert_eq!((t.vendor_id, t.passenger_count, t.ratecode_id, t.payment_type), (Some(1), Some(1), Some(1), Some(1)));
+    assert_eq!(
+        (
+            t.vendor_id,
+            t.passenger_count,
+            t.ratecode_id,
+            t.payment_type
+        ),
+        (Some(1), Some(1), Some(1), Some(1))
+    );
     assert_eq!((t.pu_location_id, t.do_location_id), (90, 68));
     assert_eq!(t.pickup, at("2021-07-01 00:08:51"));
     assert_eq!(t.store_and_fwd, Some(false));
     assert_eq!(t.congestion_surcharge, Some(2.5));
     assert!(!t.refund);
     let r = &trips[1];
-    assert_eq!((r.passenger_count, r.ratecode_id, r.congestion_surcharge), (None, None, None));
+    assert_eq!(
+        (r.passenger_count, r.ratecode_id, r.congestion_surcharge),
+        (None, None, None)
+    );
     assert_eq!(r.store_and_fwd, Some(true));
     assert!(r.refund, "negative amounts are kept and flagged");
     assert_eq!(r.total_amount, -8.8);
@@ -83,7 +100,13 @@ fn raw_tlc_text_with_short_decimals_and_empty_integers() {
     assert_eq!(trips[0].trip_distance, 1.2);
     let unknown = &trips[1];
     assert_eq!(
-        (unknown.vendor_id, unknown.passenger_count, unknown.ratecode_id, unknown.store_and_fwd, unknown.payment_type),
+        (
+            unknown.vendor_id,
+            unknown.passenger_count,
+            unknown.ratecode_id,
+            unknown.store_and_fwd,
+            unknown.payment_type
+        ),
         (None, None, None, None, None)
     );
     assert_eq!(unknown.tolls_amount, 6.12);
@@ -103,10 +126,21 @@ fn snake_case_renamed_header() {
     );
     let (trips, _) = read_all(&p).unwrap();
     let t = &trips[0];
-    assert_eq!((t.vendor_id, t.pu_location_id, t.do_location_id, t.ratecode_id), (Some(4), 68, 236, Some(1)));
+    assert_eq!(
+        (
+            t.vendor_id,
+            t.pu_location_id,
+            t.do_location_id,
+            t.ratecode_id
+        ),
+        (Some(4), 68, 236, Some(1))
+    );
     assert_eq!(t.dataset, Dataset::Yellow);
     assert_eq!(t.congestion_surcharge, None);
-    assert_eq!(Month::from_name(&p.display().to_string()), Month::new(2019, 1));
+    assert_eq!(
+        Month::from_name(&p.display().to_string()),
+        Month::new(2019, 1)
+    );
 }
 
 #[test]
@@ -139,10 +173,26 @@ fn unparsable_rows_become_dead_letters_and_the_file_goes_on() {
             (5, "store_and_fwd_flag")
         ]
     );
-    assert!(rejects.iter().all(|d| d.reason == Reason::Unparsable && d.raw.is_some()));
-    assert!(rejects[0].detail.contains("\"abc\""), "{}", rejects[0].detail);
-    assert!(rejects[0].to_string().contains("yellow_tripdata_2018-03.csv row 1"));
-    assert!(rejects[2].detail.contains("row has 5 fields"), "{}", rejects[2].detail);
+    assert!(
+        rejects
+            .iter()
+            .all(|d| d.reason == Reason::Unparsable && d.raw.is_some())
+    );
+    assert!(
+        rejects[0].detail.contains("\"abc\""),
+        "{}",
+        rejects[0].detail
+    );
+    assert!(
+        rejects[0]
+            .to_string()
+            .contains("yellow_tripdata_2018-03.csv row 1")
+    );
+    assert!(
+        rejects[2].detail.contains("row has 5 fields"),
+        "{}",
+        rejects[2].detail
+    );
 }
 
 #[test]
@@ -163,7 +213,12 @@ fn pre_2016_07_coordinate_layouts_are_rejected_clearly() {
         "yellow_tripdata_2009-01.csv",
         "vendor_name,Trip_Pickup_DateTime,Trip_Dropoff_DateTime,Passenger_Count,Trip_Distance,Start_Lon,Start_Lat,Rate_Code,store_and_forward,End_Lon,End_Lat,Payment_Type,Fare_Amt,surcharge,mta_tax,Tip_Amt,Tolls_Amt,Total_Amt\n",
     );
-    assert!(read_all(&p).unwrap_err().to_string().contains("pre-2016-07"));
+    assert!(
+        read_all(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("pre-2016-07")
+    );
 }
 
 #[test]
@@ -180,7 +235,10 @@ fn open_data_json_with_lowercase_names_and_string_numbers() {
     assert_eq!(trips.len(), 2);
     assert_eq!(trips[0].pickup, at("2021-07-01 00:08:51"));
     assert_eq!((trips[0].vendor_id, trips[0].pu_location_id), (Some(1), 90));
-    assert_eq!((trips[1].vendor_id, trips[1].passenger_count, trips[1].extra), (None, None, 0.0));
+    assert_eq!(
+        (trips[1].vendor_id, trips[1].passenger_count, trips[1].extra),
+        (None, None, 0.0)
+    );
     assert_eq!(rejects.len(), 1);
     assert_eq!(rejects[0].field.as_deref(), Some("PULocationID"));
     assert_eq!(rejects[0].source.row, 2);
@@ -190,7 +248,8 @@ struct Count(std::rc::Rc<std::cell::Cell<u64>>);
 
 impl ResultWriter for Count {
     fn write(&mut self, results: &[WindowResult]) -> Result<(), OutputError> {
-        self.0.set(self.0.get() + results.iter().map(|r| r.count).sum::<u64>());
+        self.0
+            .set(self.0.get() + results.iter().map(|r| r.count).sum::<u64>());
         Ok(())
     }
     fn finish(&mut self) -> Result<(), OutputError> {
@@ -199,7 +258,8 @@ impl ResultWriter for Count {
 }
 
 fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/yellow_tripdata_2025-01_head.parquet")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/data/yellow_tripdata_2025-01_head.parquet")
 }
 
 fn job(counted: &std::rc::Rc<std::cell::Cell<u64>>) -> LocalJob {
@@ -219,8 +279,11 @@ fn job(counted: &std::rc::Rc<std::cell::Cell<u64>>) -> LocalJob {
 
 fn read_into(job: &mut LocalJob, path: &Path) {
     let name = path.display().to_string();
-    job.read_source(open_file(path, &name, Dataset::Yellow), Month::from_name(&name))
-        .unwrap();
+    job.read_source(
+        open_file(path, &name, Dataset::Yellow),
+        Month::from_name(&name),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -231,7 +294,10 @@ fn truncated_parquet_stops_that_file_only() {
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
 
     let err = read_all(&truncated).unwrap_err().to_string();
-    assert!(err.contains("yellow_tripdata_2025-01_truncated.parquet"), "{err}");
+    assert!(
+        err.contains("yellow_tripdata_2025-01_truncated.parquet"),
+        "{err}"
+    );
     assert!(err.contains("corrupt or truncated"), "{err}");
 
     let counted = std::rc::Rc::new(std::cell::Cell::new(0));
@@ -242,7 +308,11 @@ fn truncated_parquet_stops_that_file_only() {
     assert_eq!(summary.sources_failed.len(), 1);
     assert!(summary.sources_failed[0].contains("truncated.parquet"));
     assert_eq!(summary.sources_ok, 1);
-    assert_eq!(counted.get(), 10_000, "the next file is still read completely");
+    assert_eq!(
+        counted.get(),
+        10_000,
+        "the next file is still read completely"
+    );
 }
 
 #[test]
@@ -269,7 +339,10 @@ fn missing_file_is_reported_with_its_name() {
     let err = read_all(Path::new("/nonexistent/yellow_tripdata_2024-01.parquet"))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("/nonexistent/yellow_tripdata_2024-01.parquet"), "{err}");
+    assert!(
+        err.contains("/nonexistent/yellow_tripdata_2024-01.parquet"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -285,12 +358,23 @@ fn synthetic_month_uses_the_2023_schema_and_reads_back() {
     assert_eq!(g.late_rows, 20);
     let again = dir.path().join("again.parquet");
     generate(&spec, &again).unwrap();
-    assert_eq!(std::fs::read(&p).unwrap(), std::fs::read(&again).unwrap(), "seeded: same bytes");
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        std::fs::read(&again).unwrap(),
+        "seeded: same bytes"
+    );
     let (trips, rejects) = read_all(&p).unwrap();
     assert!(rejects.is_empty());
     assert_eq!(trips.len(), 30_000);
-    assert!(trips.iter().any(|t| t.airport_fee.is_some_and(|f| f > 0.0)), "lowercase airport_fee is read");
+    assert!(
+        trips.iter().any(|t| t.airport_fee.is_some_and(|f| f > 0.0)),
+        "lowercase airport_fee is read"
+    );
     assert!(trips.iter().any(|t| t.passenger_count.is_none()));
     let jan = Month::new(2023, 1).unwrap();
-    assert!(trips.iter().all(|t| t.pickup >= jan.start() && t.pickup < jan.next().start()));
+    assert!(
+        trips
+            .iter()
+            .all(|t| t.pickup >= jan.start() && t.pickup < jan.next().start())
+    );
 }

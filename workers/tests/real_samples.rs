@@ -66,7 +66,12 @@ fn num(s: &str) -> Option<f64> {
 fn raw_csv(path: &Path) -> Vec<Raw> {
     let mut rdr = csv::Reader::from_path(path).unwrap();
     let headers: Vec<String> = rdr.headers().unwrap().iter().map(norm).collect();
-    let col = |names: &[&str]| headers.iter().position(|h| names.contains(&h.as_str())).unwrap();
+    let col = |names: &[&str]| {
+        headers
+            .iter()
+            .position(|h| names.contains(&h.as_str()))
+            .unwrap()
+    };
     let (p, d) = (
         col(&["tpeppickupdatetime", "pickupdatetime"]),
         col(&["tpepdropoffdatetime", "dropoffdatetime"]),
@@ -75,7 +80,11 @@ fn raw_csv(path: &Path) -> Vec<Raw> {
         col(&["pulocationid", "pickuplocationid"]),
         col(&["dolocationid", "dropofflocationid"]),
     );
-    let (fare, total, pax) = (col(&["fareamount"]), col(&["totalamount"]), col(&["passengercount"]));
+    let (fare, total, pax) = (
+        col(&["fareamount"]),
+        col(&["totalamount"]),
+        col(&["passengercount"]),
+    );
     rdr.records()
         .map(|r| {
             let r = r.unwrap();
@@ -109,7 +118,13 @@ fn raw_parquet(path: &Path) -> Vec<Raw> {
                 .unwrap();
             batch.column(i).clone()
         };
-        let t = |names: &[&str]| cast(&find(names), &DataType::Timestamp(TimeUnit::Microsecond, None)).unwrap();
+        let t = |names: &[&str]| {
+            cast(
+                &find(names),
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+            )
+            .unwrap()
+        };
         let f = |names: &[&str]| cast(&find(names), &DataType::Float64).unwrap();
         let (p, d) = (t(&["tpeppickupdatetime"]), t(&["tpepdropoffdatetime"]));
         let (pu, du, fare, total, pax) = (
@@ -119,8 +134,11 @@ fn raw_parquet(path: &Path) -> Vec<Raw> {
             f(&["totalamount"]),
             f(&["passengercount"]),
         );
-        let tv = |a: &dyn Array, i| (!a.is_null(i)).then(|| a.as_primitive::<TimestampMicrosecondType>().value(i));
-        let fv = |a: &dyn Array, i| (!a.is_null(i)).then(|| a.as_primitive::<Float64Type>().value(i));
+        let tv = |a: &dyn Array, i| {
+            (!a.is_null(i)).then(|| a.as_primitive::<TimestampMicrosecondType>().value(i))
+        };
+        let fv =
+            |a: &dyn Array, i| (!a.is_null(i)).then(|| a.as_primitive::<Float64Type>().value(i));
         for i in 0..batch.num_rows() {
             out.push(Raw {
                 pickup: tv(&p, i),
@@ -170,7 +188,8 @@ fn expected(rows: &[Raw], month: Month, size: i64, lateness: i64) -> Expected {
             e.invalid += 1;
             continue;
         };
-        let valid = d >= p && (1..=265).contains(&pu) && (1..=265).contains(&du) && p >= lo && p < hi;
+        let valid =
+            d >= p && (1..=265).contains(&pu) && (1..=265).contains(&du) && p >= lo && p < hi;
         if !valid {
             e.invalid += 1;
             continue;
@@ -220,7 +239,11 @@ impl DeadLetterSink for Letters {
     }
 }
 
-fn run_job(path: &Path, size_s: u64, lateness_s: u64) -> (Summary, Vec<WindowResult>, Vec<DeadLetter>) {
+fn run_job(
+    path: &Path,
+    size_s: u64,
+    lateness_s: u64,
+) -> (Summary, Vec<WindowResult>, Vec<DeadLetter>) {
     let results = Rc::new(RefCell::new(Vec::new()));
     let letters = Rc::new(RefCell::new(Vec::new()));
     let options = JobOptions {
@@ -237,8 +260,11 @@ fn run_job(path: &Path, size_s: u64, lateness_s: u64) -> (Summary, Vec<WindowRes
         "memory".into(),
     );
     let name = path.display().to_string();
-    job.read_source(open_file(path, &name, Dataset::Yellow), Month::from_name(&name))
-        .unwrap();
+    job.read_source(
+        open_file(path, &name, Dataset::Yellow),
+        Month::from_name(&name),
+    )
+    .unwrap();
     let summary = job.finish().unwrap();
     let r = results.borrow().clone();
     let l = letters.borrow().clone();
@@ -259,18 +285,34 @@ fn check_sample(file: &str) {
         let exp = expected(&raw, month, size_s as i64 * US, lateness_s as i64 * US);
         let (summary, results, letters) = run_job(&path, size_s, lateness_s);
         let ctx = format!("{file} window {size_s}s lateness {lateness_s}s");
-        assert!(summary.sources_failed.is_empty(), "{ctx}: {:?}", summary.sources_failed);
+        assert!(
+            summary.sources_failed.is_empty(),
+            "{ctx}: {:?}",
+            summary.sources_failed
+        );
         assert_eq!(summary.rows_read, exp.rows, "{ctx}: rows read");
         let late = letters.iter().filter(|d| d.reason == Reason::Late).count() as u64;
         assert_eq!(late, exp.late, "{ctx}: late rows");
-        assert_eq!(letters.len() as u64 - late, exp.invalid, "{ctx}: invalid rows");
+        assert_eq!(
+            letters.len() as u64 - late,
+            exp.invalid,
+            "{ctx}: invalid rows"
+        );
         // Every row exactly once: windowed, late or rejected.
         let windowed: u64 = results.iter().map(|r| r.count).sum();
-        assert_eq!(windowed + letters.len() as u64, exp.rows, "{ctx}: rows accounted for");
+        assert_eq!(
+            windowed + letters.len() as u64,
+            exp.rows,
+            "{ctx}: rows accounted for"
+        );
         let mut rows_seen: Vec<u64> = letters.iter().map(|d| d.source.row).collect();
         rows_seen.sort_unstable();
         rows_seen.dedup();
-        assert_eq!(rows_seen.len(), letters.len(), "{ctx}: a row was dead-lettered twice");
+        assert_eq!(
+            rows_seen.len(),
+            letters.len(),
+            "{ctx}: a row was dead-lettered twice"
+        );
 
         let mut got: BTreeMap<(i64, i64), Totals> = BTreeMap::new();
         for r in &results {
@@ -290,13 +332,22 @@ fn check_sample(file: &str) {
             assert_eq!(r.zone.as_deref(), Some(&*zone.name));
             assert_eq!(r.borough.as_deref(), Some(&*zone.borough));
         }
-        assert_eq!(got.len(), exp.windows.len(), "{ctx}: number of (zone, window) groups");
+        assert_eq!(
+            got.len(),
+            exp.windows.len(),
+            "{ctx}: number of (zone, window) groups"
+        );
         for (k, e) in &exp.windows {
             let g = &got[k];
             assert_eq!(g.count, e.count, "{ctx}: count {k:?}");
             assert_eq!(g.pax, e.pax, "{ctx}: passengers {k:?}");
             assert_eq!(g.max_pax, e.max_pax, "{ctx}: max passengers {k:?}");
-            assert!((g.fare - e.fare).abs() < 1e-6, "{ctx}: fare {k:?} {} vs {}", g.fare, e.fare);
+            assert!(
+                (g.fare - e.fare).abs() < 1e-6,
+                "{ctx}: fare {k:?} {} vs {}",
+                g.fare,
+                e.fare
+            );
             assert!((g.total - e.total).abs() < 1e-6, "{ctx}: total {k:?}");
         }
         // Per-zone totals over all windows, the figure a user would check.
@@ -347,10 +398,17 @@ fn yellow_2019_01_renamed_csv() {
 fn quirks_of_the_samples_survive_normalisation() {
     let data = shared_data();
     // 2025-02: null passenger counts are kept as nulls, refunds are flagged, CBD fee read.
-    let (summary, _, _) = run_job(&data.join("yellow_tripdata_2025-02_sample.parquet"), 300, 40 * 86_400);
+    let (summary, _, _) = run_job(
+        &data.join("yellow_tripdata_2025-02_sample.parquet"),
+        300,
+        40 * 86_400,
+    );
     assert_eq!(summary.rows_read, 5_000);
     assert!(summary.refunds >= 92, "refunds {}", summary.refunds);
-    let name = data.join("yellow_tripdata_2025-02_sample.parquet").display().to_string();
+    let name = data
+        .join("yellow_tripdata_2025-02_sample.parquet")
+        .display()
+        .to_string();
     let mut reader = open_file(Path::new(&name), &name, Dataset::Yellow).unwrap();
     let mut null_pax = 0;
     let mut cbd = 0;
@@ -368,7 +426,11 @@ fn quirks_of_the_samples_survive_normalisation() {
     assert!(helix > 0);
 
     // 2021-07: 63 negative totals, all kept (flagged as refunds, none dropped).
-    let (summary, results, _) = run_job(&data.join("yellow_tripdata_2021-07_head.csv"), 300, 40 * 86_400);
+    let (summary, results, _) = run_job(
+        &data.join("yellow_tripdata_2021-07_head.csv"),
+        300,
+        40 * 86_400,
+    );
     assert_eq!(summary.refunds, 63);
     assert_eq!(results.iter().map(|r| r.count).sum::<u64>(), 10_000);
 
@@ -385,7 +447,11 @@ fn quirks_of_the_samples_survive_normalisation() {
             let t = b.trips.row(i);
             if t.vendor_id.is_none() {
                 no_vendor += 1;
-                assert!(t.passenger_count.is_none() && t.payment_type.is_none() && t.store_and_fwd.is_none());
+                assert!(
+                    t.passenger_count.is_none()
+                        && t.payment_type.is_none()
+                        && t.store_and_fwd.is_none()
+                );
             }
         }
     }

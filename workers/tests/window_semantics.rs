@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use taxistream_worker::trip::{Dataset, SourceRef, Trip, TripBatch};
-use taxistream_worker::window::{EngineSnapshot, GroupBy, WindowConfig, WindowEngine, WindowResult};
+use taxistream_worker::window::{
+    EngineSnapshot, GroupBy, WindowConfig, WindowEngine, WindowResult,
+};
 use taxistream_worker::zones::ZoneLookup;
 
 const MIN: i64 = 60_000_000;
@@ -19,7 +21,11 @@ fn trip(row: u64, pickup_min: i64, zone: i32, fare: f64) -> Trip {
         vendor_id: Some(2),
         pickup: pickup_min * MIN,
         dropoff: pickup_min * MIN + 12 * MIN,
-        passenger_count: if row % 3 == 0 { None } else { Some((row % 5) as i32 + 1) },
+        passenger_count: if row.is_multiple_of(3) {
+            None
+        } else {
+            Some((row % 5) as i32 + 1)
+        },
         trip_distance: 1.0 + row as f64 * 0.1,
         ratecode_id: Some(1),
         store_and_fwd: Some(false),
@@ -66,7 +72,10 @@ fn tumbling(size_min: u64, lateness_min: u64) -> WindowConfig {
 }
 
 fn counts(results: &[WindowResult]) -> Vec<(i32, i64, u64)> {
-    let mut v: Vec<_> = results.iter().map(|r| (r.key, r.window_start / MIN, r.count)).collect();
+    let mut v: Vec<_> = results
+        .iter()
+        .map(|r| (r.key, r.window_start / MIN, r.count))
+        .collect();
     v.sort_unstable();
     v
 }
@@ -78,7 +87,12 @@ fn out_of_order_within_lateness_equals_sorted_input() {
     let mut trips = Vec::new();
     for i in 0..400u64 {
         let jitter = [(0i64), 7, -8, 3, -2, 5, -6, 1][(i % 8) as usize];
-        trips.push(trip(i, 1_000 + i as i64 + jitter, [132, 161, 236][(i % 3) as usize], 10.0 + i as f64));
+        trips.push(trip(
+            i,
+            1_000 + i as i64 + jitter,
+            [132, 161, 236][(i % 3) as usize],
+            10.0 + i as f64,
+        ));
     }
     let (shuffled, late) = run(tumbling(5, 20), &trips, 37);
     assert!(late.is_empty());
@@ -123,7 +137,10 @@ fn windows_are_emitted_once_when_the_watermark_passes_their_end() {
     engine.push_batch(&batch(&[trip(0, 100, 10, 1.0)]), None, &mut out, &mut late);
     // Watermark 104 - 10 = 94: nothing closed.
     engine.push_batch(&batch(&[trip(1, 114, 10, 1.0)]), None, &mut out, &mut late);
-    assert!(out.is_empty(), "window [100,105) must stay open until watermark >= 105");
+    assert!(
+        out.is_empty(),
+        "window [100,105) must stay open until watermark >= 105"
+    );
     engine.push_batch(&batch(&[trip(2, 115, 12, 1.0)]), None, &mut out, &mut late);
     assert_eq!(counts(&out), vec![(10, 100, 1)]);
     assert_eq!(engine.watermark(), Some(105 * MIN));
@@ -139,7 +156,9 @@ fn windows_are_emitted_once_when_the_watermark_passes_their_end() {
 fn hopping_windows_count_each_record_size_over_slide_times() {
     // 15-minute windows every 5 minutes: each record is in 3 windows.
     let config = WindowConfig::hopping(15 * 60, 5 * 60, 60 * 60, GroupBy::PickupZone).unwrap();
-    let trips: Vec<Trip> = (0..30u64).map(|i| trip(i, 200 + i as i64 * 2, 48, 10.0)).collect();
+    let trips: Vec<Trip> = (0..30u64)
+        .map(|i| trip(i, 200 + i as i64 * 2, 48, 10.0))
+        .collect();
     let (results, late) = run(config, &trips, 7);
     assert!(late.is_empty());
     assert_eq!(results.iter().map(|r| r.count).sum::<u64>(), 90);
@@ -153,7 +172,10 @@ fn hopping_windows_count_each_record_size_over_slide_times() {
         assert_eq!(r.window_start % (5 * MIN), 0);
     }
     // The first window containing pickup 200 starts at 190.
-    assert_eq!(results.iter().map(|r| r.window_start).min(), Some(190 * MIN));
+    assert_eq!(
+        results.iter().map(|r| r.window_start).min(),
+        Some(190 * MIN)
+    );
 }
 
 #[test]
@@ -162,8 +184,14 @@ fn hopping_record_partly_late_counts_in_its_open_windows() {
     // After pickup 120 the watermark is 120: windows ending <= 120 are closed.
     let trips = vec![trip(0, 120, 7, 1.0), trip(1, 112, 7, 1.0)];
     let (results, late) = run(config, &trips, 10);
-    assert!(late.is_empty(), "pickup 112 still has open windows [110,125)");
-    let with_112: Vec<_> = counts(&results).into_iter().filter(|(_, s, c)| *s == 110 && *c == 2).collect();
+    assert!(
+        late.is_empty(),
+        "pickup 112 still has open windows [110,125)"
+    );
+    let with_112: Vec<_> = counts(&results)
+        .into_iter()
+        .filter(|(_, s, c)| *s == 110 && *c == 2)
+        .collect();
     assert_eq!(with_112.len(), 1);
     let total: u64 = results.iter().map(|r| r.count).sum();
     // Pickup 120 is in 3 windows; pickup 112 only in [110,125): [105,120) had closed.
@@ -180,7 +208,9 @@ fn engine_late_assignments(trips: &[Trip]) -> u64 {
 
 #[test]
 fn aggregates_match_their_definitions() {
-    let trips: Vec<Trip> = (0..10u64).map(|i| trip(i, 300, 161, i as f64 - 2.0)).collect();
+    let trips: Vec<Trip> = (0..10u64)
+        .map(|i| trip(i, 300, 161, i as f64 - 2.0))
+        .collect();
     let (results, _) = run(tumbling(5, 10), &trips, 3);
     assert_eq!(results.len(), 1);
     let r = &results[0];
@@ -208,8 +238,13 @@ fn results_do_not_depend_on_batch_boundaries() {
     let trips: Vec<Trip> = (0..2_000u64)
         .map(|i| {
             let jitter = ((i * 7919) % 23) as i64 - 11;
-            let late = if i % 97 == 0 { -45 } else { 0 };
-            trip(i, 5_000 + (i as i64) / 3 + jitter + late, 1 + (i % 263) as i32, (i % 50) as f64)
+            let late = if i.is_multiple_of(97) { -45 } else { 0 };
+            trip(
+                i,
+                5_000 + (i as i64) / 3 + jitter + late,
+                1 + (i % 263) as i32,
+                (i % 50) as f64,
+            )
         })
         .collect();
     let (reference, late_ref) = run(tumbling(5, 10), &trips, trips.len());
@@ -224,7 +259,14 @@ fn results_do_not_depend_on_batch_boundaries() {
 #[test]
 fn snapshot_and_restore_continue_identically() {
     let trips: Vec<Trip> = (0..1_000u64)
-        .map(|i| trip(i, 10_000 + (i as i64) / 4 + ((i * 31) % 9) as i64, 1 + (i % 40) as i32, 1.5 * i as f64))
+        .map(|i| {
+            trip(
+                i,
+                10_000 + (i as i64) / 4 + ((i * 31) % 9) as i64,
+                1 + (i % 40) as i32,
+                1.5 * i as f64,
+            )
+        })
         .collect();
     let config = tumbling(5, 10);
     let (reference, late_ref) = run(config, &trips, 50);
@@ -271,7 +313,11 @@ fn restore_rejects_inconsistent_snapshots() {
 
 #[test]
 fn other_group_by_keys() {
-    let trips = vec![trip(0, 100, 132, 10.0), trip(1, 101, 138, 10.0), trip(2, 102, 161, 10.0)];
+    let trips = vec![
+        trip(0, 100, 132, 10.0),
+        trip(1, 101, 138, 10.0),
+        trip(2, 102, 161, 10.0),
+    ];
     let cfg = |g| WindowConfig::tumbling(300, 600, g).unwrap();
     let (r, _) = run(cfg(GroupBy::Borough), &trips, 10);
     let names: Vec<(&str, u64)> = r.iter().map(|r| (&*r.key_name, r.count)).collect();
@@ -284,6 +330,9 @@ fn other_group_by_keys() {
     t[2].payment_type = None;
     let (r, _) = run(cfg(GroupBy::PaymentType), &t, 10);
     let keys: Vec<(i32, &str)> = r.iter().map(|r| (r.key, &*r.key_name)).collect();
-    assert_eq!(keys, vec![(1, "Credit card"), (2, "Cash"), (-1, "Null or other")]);
+    assert_eq!(
+        keys,
+        vec![(1, "Credit card"), (2, "Cash"), (-1, "Null or other")]
+    );
     assert!(r.iter().all(|r| r.zone.is_none()));
 }

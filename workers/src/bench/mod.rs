@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::dead_letter::DiscardDeadLetters;
 use crate::output::{OutputError, ResultWriter};
 use crate::source::parquet::ParquetTripReader;
 use crate::source::{SourceError, TripReader};
@@ -23,7 +24,6 @@ use crate::trip::{Dataset, TripBatch};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month};
 use crate::window::{GroupBy, WindowConfig, WindowEngine, WindowResult};
 use crate::zones::ZoneLookup;
-use crate::dead_letter::DiscardDeadLetters;
 
 /// Arguments of `bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -86,11 +86,16 @@ fn reference_config() -> Result<WindowConfig, String> {
 }
 
 fn run(args: &BenchArgs) -> Result<(), String> {
-    let month = Month { year: 2023, month: 1 };
-    std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
-    let path = args
-        .data_dir
-        .join(format!("yellow_tripdata_{month}_synthetic_{}_{}.parquet", args.rows, args.seed));
+    let month = Month {
+        year: 2023,
+        month: 1,
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+    let path = args.data_dir.join(format!(
+        "yellow_tripdata_{month}_synthetic_{}_{}.parquet",
+        args.rows, args.seed
+    ));
     let name = path.display().to_string();
     if args.regenerate || !path.exists() {
         let t0 = Instant::now();
@@ -130,8 +135,10 @@ fn run(args: &BenchArgs) -> Result<(), String> {
     );
     let t0 = Instant::now();
     let reader: Result<Box<dyn TripReader>, SourceError> =
-        ParquetTripReader::open(&path, &name, Dataset::Yellow).map(|r| Box::new(r) as Box<dyn TripReader>);
-    job.read_source(reader, Some(month)).map_err(|e| e.to_string())?;
+        ParquetTripReader::open(&path, &name, Dataset::Yellow)
+            .map(|r| Box::new(r) as Box<dyn TripReader>);
+    job.read_source(reader, Some(month))
+        .map_err(|e| e.to_string())?;
     let summary = job.finish().map_err(|e| e.to_string())?;
     let e2e = t0.elapsed();
     let rss = peak_rss_bytes();
@@ -141,7 +148,8 @@ fn run(args: &BenchArgs) -> Result<(), String> {
 
     // 2. Decode alone, keeping the columns the window step reads.
     let t0 = Instant::now();
-    let mut reader = ParquetTripReader::open(&path, &name, Dataset::Yellow).map_err(|e| e.to_string())?;
+    let mut reader =
+        ParquetTripReader::open(&path, &name, Dataset::Yellow).map_err(|e| e.to_string())?;
     let mut batches: Vec<TripBatch> = Vec::new();
     let mut decoded = 0u64;
     while let Some(b) = reader.next_batch().map_err(|e| e.to_string())? {
@@ -170,20 +178,38 @@ fn run(args: &BenchArgs) -> Result<(), String> {
 
     let t = totals.borrow();
     let late_letters = summary.dead_letters.get(crate::dead_letter::Reason::Late);
-    println!("taxistream bench: reference query (pickup zone, 5-minute tumbling windows, 10-minute allowed lateness)");
-    println!("input            {} ({:.1} MiB, {} rows)", name, size as f64 / 1048576.0, summary.rows_read);
+    println!(
+        "taxistream bench: reference query (pickup zone, 5-minute tumbling windows, 10-minute allowed lateness)"
+    );
+    println!(
+        "input            {} ({:.1} MiB, {} rows)",
+        name,
+        size as f64 / 1048576.0,
+        summary.rows_read
+    );
     println!("groups           {}", t.groups);
     println!("rows in windows  {}", t.rows);
     println!("late rows        {late_letters}");
-    println!("other dead rows  {}", summary.dead_letters.total() - late_letters);
+    println!(
+        "other dead rows  {}",
+        summary.dead_letters.total() - late_letters
+    );
     println!("sum_fare         {:.2}", t.sum_fare);
-    println!("end to end       {:.3} s, {}", e2e.as_secs_f64(), rate(summary.rows_read, e2e));
+    println!(
+        "end to end       {:.3} s, {}",
+        e2e.as_secs_f64(),
+        rate(summary.rows_read, e2e)
+    );
     println!(
         "  of which window step {:.3} s, {}",
         summary.window_elapsed.as_secs_f64(),
         rate(summary.rows_valid, summary.window_elapsed)
     );
-    println!("parquet decode   {:.3} s, {}", decode.as_secs_f64(), rate(decoded, decode));
+    println!(
+        "parquet decode   {:.3} s, {}",
+        decode.as_secs_f64(),
+        rate(decoded, decode)
+    );
     println!(
         "window step alone {:.3} s, {} ({} groups, in-memory batches, one core)",
         window.as_secs_f64(),

@@ -20,7 +20,9 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -48,7 +50,10 @@ impl Default for SyntheticSpec {
     fn default() -> Self {
         Self {
             rows: 5_000_000,
-            month: Month { year: 2023, month: 1 },
+            month: Month {
+                year: 2023,
+                month: 1,
+            },
             seed: 42,
             jitter_s: 240,
             late_every: 1_000,
@@ -98,7 +103,9 @@ pub fn generate(spec: &SyntheticSpec, path: &Path) -> Result<Generated, String> 
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut zones: Vec<i64> = (1..=265).collect();
     zones.shuffle(&mut rng);
-    let weights: Vec<f64> = (1..=zones.len()).map(|r| 1.0 / (r as f64).powf(1.09)).collect();
+    let weights: Vec<f64> = (1..=zones.len())
+        .map(|r| 1.0 / (r as f64).powf(1.09))
+        .collect();
     let total: f64 = weights.iter().sum();
     let mut cdf = Vec::with_capacity(weights.len());
     let mut acc = 0.0;
@@ -119,8 +126,8 @@ pub fn generate(spec: &SyntheticSpec, path: &Path) -> Result<Generated, String> 
         .set_max_row_group_row_count(Some(1 << 20))
         .build();
     let schema = schema();
-    let mut writer =
-        ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Generated::default();
     const CHUNK: usize = 1 << 16;
     let mut row = 0usize;
@@ -159,13 +166,22 @@ pub fn generate(spec: &SyntheticSpec, path: &Path) -> Result<Generated, String> 
             let d: f64 = (rng.random::<f64>() * 1.6 - 0.2).exp() * rng.random_range(0.5..2.0);
             let d = round2(d.min(60.0));
             let mph: f64 = rng.random_range(6.0..22.0);
-            let duration = ((d / mph) * 3600.0 * MICROS_PER_SECOND as f64) as i64 + 60 * MICROS_PER_SECOND;
+            let duration =
+                ((d / mph) * 3600.0 * MICROS_PER_SECOND as f64) as i64 + 60 * MICROS_PER_SECOND;
             let z = pick_zone(rng.random::<f64>());
             let airport_trip = z == 132 || z == 138;
             let f = round2(3.0 + 3.1 * d + duration as f64 / 60e6 * 0.7);
             let card = rng.random_bool(0.75);
-            let tp = if card { round2(f * rng.random_range(0.1..0.3)) } else { 0.0 };
-            let tl = if d > 12.0 && rng.random_bool(0.4) { 6.55 } else { 0.0 };
+            let tp = if card {
+                round2(f * rng.random_range(0.1..0.3))
+            } else {
+                0.0
+            };
+            let tl = if d > 12.0 && rng.random_bool(0.4) {
+                6.55
+            } else {
+                0.0
+            };
             let ex = if rng.random_bool(0.4) { 2.5 } else { 0.0 };
             let cg = if rng.random_bool(0.9) { 2.5 } else { 0.0 };
             let ap = if airport_trip { 1.25 } else { 0.0 };
@@ -175,7 +191,9 @@ pub fn generate(spec: &SyntheticSpec, path: &Path) -> Result<Generated, String> 
             pax.push(if rng.random_bool(0.02) {
                 None
             } else {
-                Some(f64::from([1, 1, 1, 1, 1, 2, 2, 3, 4, 5, 6][rng.random_range(0..11)]))
+                Some(f64::from(
+                    [1, 1, 1, 1, 1, 2, 2, 3, 4, 5, 6][rng.random_range(0..11)],
+                ))
             });
             dist.push(d);
             rate.push(Some(if airport_trip { 2.0 } else { 1.0 }));
@@ -215,10 +233,14 @@ pub fn generate(spec: &SyntheticSpec, path: &Path) -> Result<Generated, String> 
             Arc::new(Float64Array::from(airport)),
         ];
         let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| e.to_string())?;
-        writer.write(&batch).map_err(|e| format!("{}: {e}", path.display()))?;
+        writer
+            .write(&batch)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         row += n;
     }
-    writer.close().map_err(|e| format!("{}: {e}", path.display()))?;
+    writer
+        .close()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     out.rows = spec.rows;
     Ok(out)
 }

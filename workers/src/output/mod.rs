@@ -119,7 +119,11 @@ pub fn open(
         })
     };
     Ok(match format {
-        Format::Table => Box::new(table::TableWriter::new(sink()?, name.clone(), max_table_rows)),
+        Format::Table => Box::new(table::TableWriter::new(
+            sink()?,
+            name.clone(),
+            max_table_rows,
+        )),
         Format::Csv => Box::new(text::CsvWriter::new(sink()?, name.clone(), group_by)?),
         Format::Jsonl => Box::new(text::JsonLinesWriter::new(sink()?, name.clone())),
         Format::Parquet => {

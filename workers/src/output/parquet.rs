@@ -5,7 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -57,9 +58,11 @@ impl ParquetWriter {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| OutputError::Encode {
-            path: name.clone(),
-            message: e.to_string(),
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| {
+            OutputError::Encode {
+                path: name.clone(),
+                message: e.to_string(),
+            }
         })?;
         Ok(Self {
             path: name,
@@ -88,7 +91,10 @@ impl ParquetWriter {
     }
 }
 
-fn to_batch(schema: &SchemaRef, rs: &[WindowResult]) -> Result<RecordBatch, arrow::error::ArrowError> {
+fn to_batch(
+    schema: &SchemaRef,
+    rs: &[WindowResult],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let n = rs.len();
     let mut key = Int32Builder::with_capacity(n);
     let mut key_name = StringBuilder::new();
@@ -119,9 +125,7 @@ fn to_batch(schema: &SchemaRef, rs: &[WindowResult]) -> Result<RecordBatch, arro
         f[5].append_value(r.avg_duration_s);
         f[6].append_option(r.avg_speed_mph);
         f[7].append_option(r.avg_tip_ratio);
-        group.append_value(
-            super::group_by_name(r.group_by),
-        );
+        group.append_value(super::group_by_name(r.group_by));
     }
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(key.finish()),

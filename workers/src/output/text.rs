@@ -22,7 +22,8 @@ pub struct CsvWriter {
 impl CsvWriter {
     pub fn new(out: Box<dyn Write>, path: String, group_by: GroupBy) -> Result<Self, OutputError> {
         let mut out = csv::Writer::from_writer(out);
-        out.write_record(columns(group_by)).map_err(|e| csv_err(&path, e))?;
+        out.write_record(columns(group_by))
+            .map_err(|e| csv_err(&path, e))?;
         Ok(Self { out, path })
     }
 }

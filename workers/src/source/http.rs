@@ -93,7 +93,9 @@ impl AttemptError {
 pub fn client() -> Result<reqwest::Client, SourceError> {
     // reqwest is built without a rustls provider of its own (ring only, see
     // dependencies); installing it here makes every caller safe, tests included.
-    rustls::crypto::ring::default_provider().install_default().ok();
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .ok();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(Duration::from_secs(60))

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{error, info};
 
-use crate::dead_letter::{DeadLetter, DeadLetterCounts, DeadLetterSink, DiscardDeadLetters, JsonLinesDeadLetters};
+use crate::dead_letter::{
+    DeadLetter, DeadLetterCounts, DeadLetterSink, DiscardDeadLetters, JsonLinesDeadLetters,
+};
 use crate::output::{self, Format, OutputError, ResultWriter};
 use crate::source::http::{Downloader, RetryPolicy};
 use crate::source::open_data::{OpenDataPager, OpenDataQuery};
@@ -101,7 +103,9 @@ fn parse_dataset(s: &str) -> Result<Dataset, String> {
     match s.to_ascii_lowercase().as_str() {
         "yellow" => Ok(Dataset::Yellow),
         "green" => Ok(Dataset::Green),
-        other => Err(format!("{other:?}: only yellow and green trip records are supported")),
+        other => Err(format!(
+            "{other:?}: only yellow and green trip records are supported"
+        )),
     }
 }
 
@@ -121,7 +125,9 @@ fn parse_group_by(s: &str) -> Result<GroupBy, String> {
 pub fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 300s, 5m or 1h"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 300s, 5m or 1h"))?;
     let mult = match unit {
         "" | "s" => 1,
         "m" | "min" => 60,
@@ -129,7 +135,8 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
         "d" => 86_400,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too long"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// Failures that stop the whole run (per-source failures do not).
@@ -276,7 +283,8 @@ impl LocalJob {
         self.summary.refunds += check.refunds;
         let t0 = Instant::now();
         self.late.clear();
-        self.engine.push_batch(&trips, Some(&mask), &mut self.emitted, &mut self.late);
+        self.engine
+            .push_batch(&trips, Some(&mask), &mut self.emitted, &mut self.late);
         self.summary.window_elapsed += t0.elapsed();
         self.summary.rows_windowed += check.valid - self.late.len() as u64;
         let watermark = self.engine.watermark();
@@ -300,7 +308,11 @@ impl LocalJob {
 
     /// Reads one source to its end. A failure is recorded in the summary,
     /// naming the source, and the job goes on.
-    pub fn read_source(&mut self, reader: Result<Box<dyn TripReader>, SourceError>, month_hint: Option<Month>) -> Result<(), RunError> {
+    pub fn read_source(
+        &mut self,
+        reader: Result<Box<dyn TripReader>, SourceError>,
+        month_hint: Option<Month>,
+    ) -> Result<(), RunError> {
         let mut reader = match reader {
             Ok(r) => r,
             Err(e) => {
@@ -364,11 +376,14 @@ impl LocalJob {
             return ProgressBar::hidden();
         }
         let bar = match total {
-            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, {eta})")
+            Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr())
+                .with_style(
+                    ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, {eta})",
+                    )
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
-            ),
+                ),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
                 ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec})")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -400,7 +415,12 @@ impl LocalJob {
 pub async fn run(args: RunArgs) -> Result<Summary, RunError> {
     let mut inputs: Vec<InputSpec> = args.input.iter().map(|s| InputSpec::parse(s)).collect();
     if let Some(range) = args.months {
-        inputs.extend(range.urls(&args.base_url, args.dataset).into_iter().map(InputSpec::Url));
+        inputs.extend(
+            range
+                .urls(&args.base_url, args.dataset)
+                .into_iter()
+                .map(InputSpec::Url),
+        );
     }
     if inputs.is_empty() && args.open_data.is_none() {
         return Err(RunError::NoInput);
@@ -422,8 +442,17 @@ pub async fn run(args: RunArgs) -> Result<Summary, RunError> {
     let format = args
         .format
         .or_else(|| args.output.as_deref().and_then(Format::from_path))
-        .unwrap_or(if args.output.is_some() { Format::Csv } else { Format::Table });
-    let writer = output::open(format, args.output.as_deref(), args.group_by, args.max_table_rows)?;
+        .unwrap_or(if args.output.is_some() {
+            Format::Csv
+        } else {
+            Format::Table
+        });
+    let writer = output::open(
+        format,
+        args.output.as_deref(),
+        args.group_by,
+        args.max_table_rows,
+    )?;
     let (dead, dead_path): (Box<dyn DeadLetterSink>, String) = match &args.dead_letters {
         Some(p) => {
             let file = std::fs::File::create(p).map_err(|error| RunError::DeadLetters {
@@ -448,7 +477,8 @@ pub async fn run(args: RunArgs) -> Result<Summary, RunError> {
         max_retries: args.retries,
         ..RetryPolicy::default()
     };
-    let needs_http = args.open_data.is_some() || inputs.iter().any(|i| matches!(i, InputSpec::Url(_)));
+    let needs_http =
+        args.open_data.is_some() || inputs.iter().any(|i| matches!(i, InputSpec::Url(_)));
     let client = if needs_http {
         Some(crate::source::http::client()?)
     } else {
@@ -501,7 +531,9 @@ pub async fn main(args: RunArgs) -> ExitCode {
         Ok(summary) => {
             eprint!("{}", summary.render());
             if !dead_letters_written && summary.dead_letters.total() > 0 {
-                eprintln!("dead letters were counted but not written: add --dead-letters FILE to keep them");
+                eprintln!(
+                    "dead letters were counted but not written: add --dead-letters FILE to keep them"
+                );
             }
             if summary.sources_failed.is_empty() {
                 ExitCode::SUCCESS
