@@ -28,11 +28,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run(args) => {
-            // reqwest is built without a rustls provider of its own.
-            rustls::crypto::ring::default_provider().install_default().ok();
-            stage::run_local::main(*args).await
+        Command::Run(args) => stage::run_local::main(*args).await,
+        Command::Bench(args) => {
+            tokio::task::block_in_place(|| taxistream_worker::bench::main(args))
         }
-        Command::Bench(args) => tokio::task::block_in_place(|| taxistream_worker::bench::main(args)),
     }
 }
