@@ -185,28 +185,28 @@ impl Summary {
     pub fn render(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let wsecs = self.window_elapsed.as_secs_f64().max(1e-9);
-        let mut s = format!(
-            "rows read        {:>12}\nrows windowed    {:>12}\nrefunds flagged  {:>12}\nwindows emitted  {:>12}\n\
-             wall time        {:>11.3}s\nthroughput       {:>12.0} rows/s\nwindow step      {:>12.0} rows/s ({:.3}s)\n\
-             dead letters     {:>12}\n",
-            self.rows_read,
-            self.rows_windowed,
-            self.refunds,
-            self.windows_emitted,
-            secs,
-            self.rows_read as f64 / secs,
-            self.rows_valid as f64 / wsecs,
-            wsecs,
-            self.dead_letters.total(),
+        let mut s = String::new();
+        let mut line =
+            |label: &str, value: String| s.push_str(&format!("{label:<24}{value:>14}\n"));
+        line("rows read", self.rows_read.to_string());
+        line("rows windowed", self.rows_windowed.to_string());
+        line("refunds flagged (kept)", self.refunds.to_string());
+        line("windows emitted", self.windows_emitted.to_string());
+        line("wall time", format!("{secs:.3} s"));
+        line(
+            "throughput",
+            format!("{:.0} rows/s", self.rows_read as f64 / secs),
         );
+        line(
+            "window step",
+            format!("{:.0} rows/s", self.rows_valid as f64 / wsecs),
+        );
+        line("dead letters", self.dead_letters.total().to_string());
         for (reason, n) in &self.dead_letters.0 {
-            s.push_str(&format!("  {:<22} {:>8}\n", reason.as_str(), n));
+            line(&format!("  {}", reason.as_str()), n.to_string());
         }
-        s.push_str(&format!(
-            "sources          {:>12} ok, {} failed\n",
-            self.sources_ok,
-            self.sources_failed.len()
-        ));
+        line("sources ok", self.sources_ok.to_string());
+        line("sources failed", self.sources_failed.len().to_string());
         for f in &self.sources_failed {
             s.push_str(&format!("  failed: {f}\n"));
         }
