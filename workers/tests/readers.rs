@@ -378,3 +378,152 @@ fn synthetic_month_uses_the_2023_schema_and_reads_back() {
             .all(|t| t.pickup >= jan.start() && t.pickup < jan.next().start())
     );
 }
+
+#[test]
+fn green_parquet_layout_with_double_codes_and_null_ehail_fee() {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
+    let f64s = |v: Vec<Option<f64>>| Arc::new(Float64Array::from(v)) as ArrayRef;
+    let cols: Vec<(&str, DataType, ArrayRef)> = vec![
+        (
+            "VendorID",
+            DataType::Int32,
+            Arc::new(Int32Array::from(vec![2, 2])),
+        ),
+        (
+            "lpep_pickup_datetime",
+            ts.clone(),
+            Arc::new(TimestampMicrosecondArray::from(vec![
+                at("2024-01-01 00:10:00"),
+                at("2024-01-01 00:20:00"),
+            ])),
+        ),
+        (
+            "lpep_dropoff_datetime",
+            ts,
+            Arc::new(TimestampMicrosecondArray::from(vec![
+                at("2024-01-01 00:20:00"),
+                at("2024-01-01 00:31:00"),
+            ])),
+        ),
+        (
+            "store_and_fwd_flag",
+            DataType::Utf8,
+            Arc::new(StringArray::from(vec![Some("N"), None])),
+        ),
+        ("RatecodeID", DataType::Float64, f64s(vec![Some(1.0), None])),
+        (
+            "PULocationID",
+            DataType::Int32,
+            Arc::new(Int32Array::from(vec![74, 75])),
+        ),
+        (
+            "DOLocationID",
+            DataType::Int32,
+            Arc::new(Int32Array::from(vec![41, 0])),
+        ),
+        (
+            "passenger_count",
+            DataType::Float64,
+            f64s(vec![Some(1.0), None]),
+        ),
+        (
+            "trip_distance",
+            DataType::Float64,
+            f64s(vec![Some(1.1), Some(2.2)]),
+        ),
+        (
+            "fare_amount",
+            DataType::Float64,
+            f64s(vec![Some(8.6), Some(12.0)]),
+        ),
+        ("extra", DataType::Float64, f64s(vec![Some(1.0), None])),
+        (
+            "mta_tax",
+            DataType::Float64,
+            f64s(vec![Some(0.5), Some(0.5)]),
+        ),
+        (
+            "tip_amount",
+            DataType::Float64,
+            f64s(vec![Some(2.0), Some(0.0)]),
+        ),
+        (
+            "tolls_amount",
+            DataType::Float64,
+            f64s(vec![Some(0.0), Some(0.0)]),
+        ),
+        ("ehail_fee", DataType::Float64, f64s(vec![None, None])),
+        (
+            "improvement_surcharge",
+            DataType::Float64,
+            f64s(vec![Some(1.0), Some(1.0)]),
+        ),
+        (
+            "total_amount",
+            DataType::Float64,
+            f64s(vec![Some(13.1), Some(13.5)]),
+        ),
+        (
+            "payment_type",
+            DataType::Float64,
+            f64s(vec![Some(1.0), Some(2.0)]),
+        ),
+        (
+            "trip_type",
+            DataType::Float64,
+            f64s(vec![Some(1.0), Some(2.0)]),
+        ),
+        (
+            "congestion_surcharge",
+            DataType::Float64,
+            f64s(vec![Some(0.0), None]),
+        ),
+    ];
+    let schema = Arc::new(Schema::new(
+        cols.iter()
+            .map(|(n, t, _)| Field::new(*n, t.clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        cols.into_iter().map(|(_, _, a)| a).collect(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("green_tripdata_2024-01.parquet");
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), schema, None)
+            .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let (trips, rejects) = read_all(&p).unwrap();
+    assert!(rejects.is_empty());
+    let t = &trips[0];
+    assert_eq!(t.dataset, Dataset::Green);
+    assert_eq!(
+        (t.payment_type, t.trip_type, t.ratecode_id),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!((t.ehail_fee, t.airport_fee), (None, None));
+    let u = &trips[1];
+    assert_eq!(
+        (u.passenger_count, u.ratecode_id, u.store_and_fwd, u.extra),
+        (None, None, None, 0.0)
+    );
+
+    // The zero dropoff zone is rejected by validation, with its field named.
+    let counted = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut j = job(&counted);
+    read_into(&mut j, &p);
+    let summary = j.finish().unwrap();
+    assert_eq!(summary.dead_letters.get(Reason::ZoneOutOfRange), 1);
+    assert_eq!(counted.get(), 1);
+}
