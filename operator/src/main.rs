@@ -17,6 +17,9 @@ use taxistream_operator::telemetry::{self, LogFormat};
 use taxistream_operator::{pipeline, sink, topic};
 use tokio::sync::watch;
 
+/// How long running reconciles may take to finish after SIGTERM.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "taxistream-operator",
@@ -24,9 +27,14 @@ use tokio::sync::watch;
     about = "Reconciles TaxiPipeline, KafkaTopic and CassandraSink objects"
 )]
 struct Args {
-    /// Watch only this namespace. Absent means all namespaces.
-    #[arg(long, env = "TAXISTREAM_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only this namespace; repeat it (or give a comma-separated list)
+    /// for several. Absent means all namespaces.
+    #[arg(
+        long = "namespace",
+        env = "TAXISTREAM_NAMESPACE",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
     /// Worker image for pipelines that set no `spec.image`.
     #[arg(
         long,
@@ -173,11 +181,33 @@ async fn run(args: Args) -> Result<(), String> {
         }
         .shared()
     };
-    tokio::join!(
-        pipeline::run(ctx.clone(), args.namespace.clone(), shutdown()),
-        topic::run(ctx.clone(), args.namespace.clone(), shutdown()),
-        sink::run(ctx.clone(), args.namespace.clone(), shutdown()),
-    );
+    // One set of controllers per watched namespace (a watch covers one
+    // namespace or all of them), or one set for the whole cluster.
+    let scopes: Vec<Option<String>> = if args.namespaces.is_empty() {
+        vec![None]
+    } else {
+        args.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut controllers = Vec::new();
+    for scope in scopes {
+        tracing::info!(
+            namespace = scope.as_deref().unwrap_or("<all>"),
+            "starting controllers"
+        );
+        controllers.push(pipeline::run(ctx.clone(), scope.clone(), shutdown()).boxed());
+        controllers.push(topic::run(ctx.clone(), scope.clone(), shutdown()).boxed());
+        controllers.push(sink::run(ctx.clone(), scope, shutdown()).boxed());
+    }
+    // Running reconciles get a bounded time to finish, inside the pod's
+    // termination grace period; then the process stops regardless.
+    let mut stopping = stop_rx.clone();
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {}
+        _ = async move {
+            stopping.wait_for(|s| *s).await.ok();
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop in time; exiting"),
+    }
     tracing::info!("controllers stopped");
     stop_tx.send(true).ok();
     if let Some((leading, task)) = lease {

@@ -437,3 +437,31 @@ fn config_map_holds_the_worker_contract_and_its_hash_tracks_the_spec() {
     let (_, other) = build_with(&changed, resolved(&changed));
     assert_ne!(hash, other);
 }
+
+/// The snapshots are valid Kubernetes objects for the oldest and newest
+/// supported clusters, checked offline by `kubernetes-validate` (installed
+/// by `scripts/setup.sh`), strictly: an unknown field fails.
+#[test]
+fn snapshots_validate_against_kubernetes_schemas() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    for version in ["1.33.0", "1.36.0"] {
+        let output = std::process::Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet", "-k", version])
+            .arg(dir.join("full.yaml"))
+            .arg(dir.join("minimal.yaml"))
+            .output();
+        match output {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!("skipped: kubernetes-validate not on PATH (run scripts/setup.sh)");
+                return;
+            }
+            Err(e) => panic!("running kubernetes-validate: {e}"),
+            Ok(out) => assert!(
+                out.status.success(),
+                "kubernetes-validate {version}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+}
