@@ -12,6 +12,7 @@
 //! | `TAXISTREAM_TOPIC_TRIPS`, `_AGGREGATES`, `_DEAD_LETTERS` | `topics.*` |
 //! | `TAXISTREAM_CASSANDRA_CONTACT_POINTS` | `cassandra.contactPoints` (comma-separated) |
 //! | `TAXISTREAM_METRICS_PORT` | `metricsPort` |
+//! | `TAXISTREAM_KAFKA_PROPERTIES` | extra librdkafka properties, `key=value,…`, applied last |
 //!
 //! Secret values are wrapped in [`Secret`], whose `Debug` and `Display` never
 //! show them, so logging a config or an error cannot leak a password.

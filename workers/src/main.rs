@@ -23,6 +23,35 @@ enum Command {
     Run(Box<stage::run_local::RunArgs>),
     /// Generate the seeded synthetic month (once) and time the reference query on it.
     Bench(taxistream_worker::bench::BenchArgs),
+    /// Land trip records (files, URLs) in PostgreSQL, idempotently and resumably.
+    Ingest(stage::ingest::IngestArgs),
+    /// Relay landed trips from PostgreSQL (the outbox) to the trips topic.
+    Relay(stage::relay::RelayArgs),
+    /// Window the trips topic in a consumer group; results to the aggregates topic.
+    Aggregate(stage::aggregate::AggregateArgs),
+    /// Upsert window results from the aggregates topic into Cassandra.
+    Sink(stage::sink::SinkArgs),
+}
+
+/// Runs a backend stage: JSON logs (for the cluster's log pipeline), and a
+/// non-zero exit with the error on failure so Kubernetes restarts the pod.
+async fn backend_stage(
+    stage: impl std::future::Future<Output = Result<(), taxistream_worker::error::StageError>>,
+) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match stage.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "stage failed");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[tokio::main]
@@ -32,5 +61,9 @@ async fn main() -> ExitCode {
         Command::Bench(args) => {
             tokio::task::block_in_place(|| taxistream_worker::bench::main(args))
         }
+        Command::Ingest(args) => backend_stage(stage::ingest::main(args)).await,
+        Command::Relay(args) => backend_stage(stage::relay::main(args)).await,
+        Command::Aggregate(args) => backend_stage(stage::aggregate::main(args)).await,
+        Command::Sink(args) => backend_stage(stage::sink::main(args)).await,
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
-use taxistream_worker::io::kafka::{KafkaSettings, StageContext, commit_sync};
+use taxistream_worker::io::kafka::{GroupContext, KafkaSettings, commit_sync};
 use taxistream_worker::metrics::Metrics;
 
 #[tokio::test]
@@ -23,7 +23,7 @@ async fn topics_are_created_idempotently_and_commits_read_back() {
     kafka.ensure_topics(&[&topic], 2, 1).await.unwrap();
 
     let group = backends_support::unique("g");
-    let (ctx, _events) = StageContext::new(Metrics::new("test"));
+    let (ctx, _events) = GroupContext::new(Metrics::new("test"));
     let consumer = kafka.consumer(&group, ctx).unwrap();
     let mut ready = HashMap::new();
     ready.insert((topic.clone(), 1), 7i64);

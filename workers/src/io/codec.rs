@@ -4,7 +4,7 @@
 //! every message also carries the header [`SCHEMA_HEADER`] (e.g. `trip/1`) so
 //! tools can route messages without decoding them. A consumer that meets a
 //! version it does not know sends the message to the dead-letter topic with
-//! reason `unknown-version` instead of guessing.
+//! reason `unknown_version` instead of guessing.
 //!
 //! # `trip/1` (value of the trips topic)
 //!
@@ -37,6 +37,7 @@
 use taxistream_crds::pipeline::Dataset;
 
 use crate::trip::{Micros, SourceRef, Trip};
+use crate::window::WindowResult;
 
 /// Header naming the schema of a message value.
 pub const SCHEMA_HEADER: &str = "taxistream-schema";
@@ -46,6 +47,7 @@ pub const TRIP_SCHEMA: &str = "trip/1";
 pub const WINDOW_SCHEMA: &str = "window/1";
 
 const TRIP_V1: u8 = 1;
+const WINDOW_V1: u8 = 1;
 
 const F_VENDOR: u16 = 1 << 0;
 const F_PASSENGERS: u16 = 1 << 1;
@@ -85,10 +87,10 @@ impl DecodeError {
     pub fn reason(&self) -> &'static str {
         match self {
             DecodeError::Empty => "empty",
-            DecodeError::UnknownVersion(_) => "unknown-version",
+            DecodeError::UnknownVersion(_) => "unknown_version",
             DecodeError::Truncated { .. } => "truncated",
-            DecodeError::Invalid { .. } => "invalid-field",
-            DecodeError::Trailing(_) => "trailing-bytes",
+            DecodeError::Invalid { .. } => "invalid_field",
+            DecodeError::Trailing(_) => "trailing_bytes",
         }
     }
 }
@@ -358,6 +360,25 @@ pub fn decode_trip(value: &[u8]) -> Result<TripMessage, DecodeError> {
     })
 }
 
+/// Encodes a window result as `window/1`.
+pub fn encode_window(result: &WindowResult) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = vec![WINDOW_V1];
+    serde_json::to_writer(&mut out, result)?;
+    Ok(out)
+}
+
+/// Decodes a `window/1` value.
+pub fn decode_window(value: &[u8]) -> Result<WindowResult, DecodeError> {
+    match value.first() {
+        None => Err(DecodeError::Empty),
+        Some(&WINDOW_V1) => serde_json::from_slice(&value[1..]).map_err(|e| DecodeError::Invalid {
+            field: "window",
+            detail: e.to_string(),
+        }),
+        Some(&v) => Err(DecodeError::UnknownVersion(v)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,7 +444,7 @@ mod tests {
         let mut buf = Vec::new();
         encode_trip(&trip(), &mut buf);
         buf[0] = 9;
-        assert_eq!(decode_trip(&buf).unwrap_err().reason(), "unknown-version");
+        assert_eq!(decode_trip(&buf).unwrap_err().reason(), "unknown_version");
         assert_eq!(decode_trip(&[]).unwrap_err().reason(), "empty");
         assert_eq!(
             decode_trip(b"\x01\x00\x00\x00garbage")
@@ -433,6 +454,6 @@ mod tests {
         );
         buf[0] = 1;
         buf.push(0);
-        assert_eq!(decode_trip(&buf).unwrap_err().reason(), "trailing-bytes");
+        assert_eq!(decode_trip(&buf).unwrap_err().reason(), "trailing_bytes");
     }
 }

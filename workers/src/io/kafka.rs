@@ -55,6 +55,26 @@ pub struct KafkaSettings {
     sasl: Option<(String, Secret, Secret)>,
     /// `earliest` or `latest` for groups without committed offsets.
     pub auto_offset_reset: String,
+    /// librdkafka properties applied last, over the defaults here
+    /// (`TAXISTREAM_KAFKA_PROPERTIES`).
+    pub extra: Vec<(String, String)>,
+}
+
+/// Parses `key=value,key=value` (librdkafka property names).
+pub fn parse_properties(s: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| ConfigError::Env {
+                    name: "TAXISTREAM_KAFKA_PROPERTIES",
+                    // Only the key: values may be credentials.
+                    detail: format!("{:?} is not key=value", kv.split('=').next().unwrap_or("")),
+                })
+        })
+        .collect()
 }
 
 impl KafkaSettings {
@@ -65,6 +85,7 @@ impl KafkaSettings {
             tls: None,
             sasl: None,
             auto_offset_reset: "earliest".into(),
+            extra: Vec::new(),
         }
     }
 
@@ -97,7 +118,17 @@ impl KafkaSettings {
             // The first start of a pipeline must see the whole history of the
             // trips topic; afterwards committed offsets take over.
             auto_offset_reset: "earliest".into(),
+            extra: match std::env::var("TAXISTREAM_KAFKA_PROPERTIES") {
+                Ok(v) => parse_properties(&v)?,
+                Err(_) => Vec::new(),
+            },
         })
+    }
+
+    fn apply_extra(&self, c: &mut ClientConfig) {
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
     }
 
     /// The librdkafka properties common to every client.
@@ -144,6 +175,7 @@ impl KafkaSettings {
             .set("queue.buffering.max.messages", "1000000")
             .set("message.timeout.ms", "120000")
             .set("partitioner", "murmur2_random");
+        self.apply_extra(&mut c);
         c.create().map_err(KafkaIoError::Client)
     }
 
@@ -162,6 +194,7 @@ impl KafkaSettings {
             .set("heartbeat.interval.ms", "1000")
             .set("statistics.interval.ms", "5000")
             .set("enable.partition.eof", "false");
+        self.apply_extra(&mut c);
         c.create_with_context(context).map_err(KafkaIoError::Client)
     }
 
@@ -210,7 +243,7 @@ impl KafkaSettings {
 
 /// Header keys of dead letters.
 pub mod dlq {
-    /// Why the record was rejected (`late`, `unknown-version`, `truncated`, …).
+    /// Why the record was rejected (`late`, `unknown_version`, `truncated`, `zone_out_of_range`, …).
     pub const REASON: &str = "taxistream-reason";
     /// Human-readable detail: the field, the value, the window.
     pub const DETAIL: &str = "taxistream-detail";
@@ -288,13 +321,13 @@ pub type CommitReady = Arc<Mutex<HashMap<(String, i32), i64>>>;
 /// Consumer context of the stages: reports rebalances through a channel,
 /// commits ready offsets before a revocation, and feeds the lag gauge from
 /// librdkafka's statistics.
-pub struct StageContext {
+pub struct GroupContext {
     events: Mutex<mpsc::Sender<Assignment>>,
     pub ready: CommitReady,
     metrics: Metrics,
 }
 
-impl StageContext {
+impl GroupContext {
     pub fn new(metrics: Metrics) -> (Self, mpsc::Receiver<Assignment>) {
         let (tx, rx) = mpsc::channel();
         (
@@ -346,7 +379,31 @@ pub fn commit_sync<X: ConsumerContext, C: Consumer<X>>(
         })
 }
 
-impl ClientContext for StageContext {
+/// Commits `offsets` without waiting for the broker.
+pub fn commit_async<X: ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    offsets: &HashMap<(String, i32), i64>,
+) -> Result<(), KafkaIoError> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in offsets {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .map_err(|source| KafkaIoError::Op {
+                what: "build commit list",
+                source,
+            })?;
+    }
+    consumer
+        .commit(&tpl, rdkafka::consumer::CommitMode::Async)
+        .map_err(|source| KafkaIoError::Op {
+            what: "commit offsets",
+            source,
+        })
+}
+
+impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
@@ -360,7 +417,7 @@ impl ClientContext for StageContext {
     }
 }
 
-impl ConsumerContext for StageContext {
+impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let revoked = partitions(tpl);

@@ -355,6 +355,81 @@ impl PgStore {
     }
 }
 
+/// The aggregate stage's saved state of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+    pub max_landing_id: i64,
+    /// Serialised engine snapshot.
+    pub snapshot: Vec<u8>,
+}
+
+impl PgStore {
+    /// The checkpoint of `topic`/`partition` for `group`, if one was saved.
+    pub async fn load_checkpoint(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Checkpoint>, PgError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT next_offset, max_landing_id, snapshot FROM {}_aggregate_checkpoints \
+             WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3",
+            self.qualified
+        )))
+        .bind(group)
+        .bind(topic)
+        .bind(partition)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.query_err("load checkpoint"))?;
+        Ok(row.map(|r| Checkpoint {
+            topic: topic.to_owned(),
+            partition,
+            next_offset: r.get(0),
+            max_landing_id: r.get(1),
+            snapshot: r.get(2),
+        }))
+    }
+
+    /// Saves checkpoints of several partitions atomically.
+    pub async fn save_checkpoints(
+        &self,
+        group: &str,
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), PgError> {
+        if checkpoints.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(self.query_err("begin"))?;
+        for c in checkpoints {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {}_aggregate_checkpoints \
+                 (consumer_group, topic, kafka_partition, next_offset, max_landing_id, snapshot) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET \
+                 next_offset = EXCLUDED.next_offset, max_landing_id = EXCLUDED.max_landing_id, \
+                 snapshot = EXCLUDED.snapshot, updated_at = now()",
+                self.qualified
+            )))
+            .bind(group)
+            .bind(&c.topic)
+            .bind(c.partition)
+            .bind(c.next_offset)
+            .bind(c.max_landing_id)
+            .bind(&c.snapshot)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query_err("save checkpoint"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(self.query_err("commit checkpoints"))
+    }
+}
+
 /// The relay's open transaction over its progress row.
 pub struct RelayTx {
     tx: Transaction<'static, Postgres>,

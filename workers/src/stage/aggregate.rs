@@ -1,0 +1,642 @@
+//! The `aggregate` stage: the trips topic, consumed in a group, through one
+//! window engine per assigned partition, to the aggregates topic.
+//!
+//! # Effectively-once without Kafka transactions
+//!
+//! Each partition's progress is a *checkpoint*: the engine's snapshot (its
+//! open windows and watermark), the next offset it covers, and the highest
+//! landing id counted. A checkpoint is written to PostgreSQL only after every
+//! window result and dead letter produced by the records before that offset
+//! has been acknowledged by the broker; the offset is committed to Kafka right
+//! after. So an offset is committed only once every window that contains
+//! records at or before it has been emitted, or is held in the snapshot that
+//! goes with it.
+//!
+//! When a partition is assigned (at start, after a crash, after a
+//! rebalance), its checkpoint is restored and the records before its offset
+//! are skipped. Replaying the rest through the restored engine reproduces
+//! the same windows bit for bit (the engine is deterministic), so results
+//! emitted after the checkpoint and before the crash come out again with the
+//! same values, and the sink's idempotent upserts absorb them.
+//!
+//! The relay may publish a trip twice after a crash of its own; copies carry
+//! a landing id no higher than one already counted in that partition, and are
+//! dropped here (counted in `records_in`, never in a window).
+//!
+//! On revocation the partition's open state is dropped without a checkpoint:
+//! the next owner resumes from the last one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use crate::dead_letter::Reason;
+use crate::error::StageError;
+use crate::io::codec::{self, TripMessage};
+use crate::io::kafka::{
+    Assignment, GroupContext, KafkaIoError, KafkaSettings, dead_letter_headers, schema_headers,
+};
+use crate::io::postgres::{Checkpoint, PgSettings, PgStore};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::stage::runtime::{CommonArgs, StageRuntime};
+use crate::trip::{Dataset, TripBatch};
+use crate::validate::Validator;
+use crate::window::{EngineSnapshot, WindowConfig, WindowEngine, WindowResult};
+use crate::zones::ZoneLookup;
+
+const STAGE: &str = "aggregate";
+
+/// `taxistream-worker aggregate`
+#[derive(Debug, Clone, clap::Args)]
+pub struct AggregateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How often progress is checkpointed and committed.
+    #[arg(long, default_value_t = 1000)]
+    pub commit_interval_ms: u64,
+    /// With `--exit-when-idle`: how long without a message counts as idle.
+    #[arg(long, default_value_t = 5000)]
+    pub idle_ms: u64,
+}
+
+/// Aggregate settings independent of where they came from.
+#[derive(Debug, Clone)]
+pub struct AggregateOptions {
+    pub group: String,
+    pub trips_topic: String,
+    pub aggregates_topic: String,
+    pub dead_letter_topic: String,
+    pub window: WindowConfig,
+    pub commit_interval: Duration,
+    /// Exit after this long without input, closing every open window
+    /// first (end of input). `None` runs until shutdown.
+    pub exit_when_idle: Option<Duration>,
+}
+
+/// Rows buffered for one engine call, with where they came from.
+struct Pending {
+    batch: TripBatch,
+    offsets: Vec<i64>,
+    /// Original values, for dead-lettering late records as they arrived.
+    payloads: Vec<Vec<u8>>,
+}
+
+struct PartitionState {
+    topic: String,
+    partition: i32,
+    engine: WindowEngine,
+    next_offset: i64,
+    max_landing_id: i64,
+    pending: Pending,
+    /// Progress since the last checkpoint.
+    dirty: bool,
+}
+
+/// What an aggregate run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AggregateStats {
+    pub records: u64,
+    pub duplicates: u64,
+    pub windows: u64,
+    pub dead_letters: u64,
+    pub checkpoints: u64,
+}
+
+/// In-flight produce requests that must be acknowledged before a checkpoint.
+#[derive(Default)]
+struct Inflight {
+    deliveries: Vec<(DeliveryFuture, Option<Instant>)>,
+}
+
+struct Aggregator<'a> {
+    opts: &'a AggregateOptions,
+    store: &'a PgStore,
+    producer: &'a FutureProducer,
+    consumer: &'a StreamConsumer<GroupContext>,
+    metrics: &'a Metrics,
+    zones: &'static ZoneLookup,
+    validator: Validator,
+    partitions: HashMap<(String, i32), PartitionState>,
+    inflight: Inflight,
+    stats: AggregateStats,
+    emitted: Vec<WindowResult>,
+    late: Vec<usize>,
+    valid: Vec<bool>,
+}
+
+/// Flushing an engine batch at this many rows keeps latency and memory bounded.
+const MAX_PENDING: usize = 4096;
+
+impl<'a> Aggregator<'a> {
+    async fn assign(&mut self, parts: Vec<(String, i32)>) -> Result<(), StageError> {
+        for (topic, partition) in parts {
+            let key = (topic.clone(), partition);
+            if self.partitions.contains_key(&key) {
+                continue;
+            }
+            let cp = self
+                .store
+                .load_checkpoint(&self.opts.group, &topic, partition)
+                .await?;
+            let (engine, next_offset, max_landing_id) = match cp {
+                Some(cp) => {
+                    let snap: EngineSnapshot =
+                        serde_json::from_slice(&cp.snapshot).map_err(|e| StageError::Other {
+                            what: "decoding checkpoint",
+                            detail: format!("{topic}/{partition}: {e}"),
+                        })?;
+                    let engine = WindowEngine::restore(snap, self.zones)?;
+                    (engine, cp.next_offset, cp.max_landing_id)
+                }
+                None => (WindowEngine::new(self.opts.window, self.zones), 0, 0),
+            };
+            tracing::info!(%topic, partition, next_offset, open_windows = engine.open_windows(), "partition assigned");
+            self.partitions.insert(
+                key,
+                PartitionState {
+                    topic,
+                    partition,
+                    engine,
+                    next_offset,
+                    max_landing_id,
+                    pending: Pending {
+                        batch: TripBatch::with_capacity(Arc::from(""), Dataset::Yellow, 0),
+                        offsets: Vec::new(),
+                        payloads: Vec::new(),
+                    },
+                    dirty: false,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn revoke(&mut self, parts: Vec<(String, i32)>) {
+        for key in parts {
+            if let Some(state) = self.partitions.remove(&key) {
+                tracing::info!(
+                    topic = %key.0,
+                    partition = key.1,
+                    dropped_open_windows = state.engine.open_windows(),
+                    "partition revoked; its next owner resumes from the last checkpoint"
+                );
+            }
+        }
+    }
+
+    fn dead_letter(
+        &mut self,
+        payload: &[u8],
+        key: Option<&[u8]>,
+        reason: &str,
+        detail: &str,
+        origin: &str,
+    ) -> Result<(), StageError> {
+        let record = FutureRecord {
+            topic: self.opts.dead_letter_topic.as_str(),
+            partition: None,
+            payload: Some(payload),
+            key,
+            timestamp: None,
+            headers: Some(dead_letter_headers(reason, detail, STAGE, origin)),
+        };
+        let d = self
+            .producer
+            .send_result(record)
+            .map_err(|(source, _)| KafkaIoError::Topic {
+                what: "enqueue dead letter",
+                topic: self.opts.dead_letter_topic.clone(),
+                source,
+            })?;
+        self.inflight.deliveries.push((d, None));
+        self.metrics.dead_letter(reason);
+        self.stats.dead_letters += 1;
+        Ok(())
+    }
+
+    fn on_message(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), StageError> {
+        let key = (msg.topic().to_owned(), msg.partition());
+        let offset = msg.offset();
+        let Some(state) = self.partitions.get(&key) else {
+            // A message fetched before its partition was revoked.
+            return Ok(());
+        };
+        if offset < state.next_offset {
+            // Already in the restored snapshot.
+            return Ok(());
+        }
+        self.metrics.records_in(1);
+        self.stats.records += 1;
+        let payload = msg.payload().unwrap_or_default();
+        let origin = format!("{}/{}@{}", key.0, key.1, offset);
+        let schema = msg
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == codec::SCHEMA_HEADER))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        let decoded = match schema.as_deref() {
+            Some(s) if s != codec::TRIP_SCHEMA => Err(codec::DecodeError::Invalid {
+                field: "schema header",
+                detail: format!("{s:?} is not {}", codec::TRIP_SCHEMA),
+            }),
+            _ => codec::decode_trip(payload),
+        };
+        let trip_msg: TripMessage = match decoded {
+            Ok(m) => m,
+            Err(e) => {
+                let (reason, detail) = (e.reason(), e.to_string());
+                tracing::warn!(%origin, reason, %detail, "malformed trip message");
+                self.dead_letter(payload, msg.key(), reason, &detail, &origin)?;
+                self.advance(&key, offset, None);
+                return Ok(());
+            }
+        };
+        let landing_id = i64::try_from(trip_msg.landing_id).unwrap_or(i64::MAX);
+        if landing_id != 0 && landing_id <= state.max_landing_id {
+            self.stats.duplicates += 1;
+            self.advance(&key, offset, None);
+            return Ok(());
+        }
+        // Field checks: the message may not have come from our relay.
+        let mut one = TripBatch::with_capacity(Arc::from(""), trip_msg.trip.dataset, 1);
+        one.push(&trip_msg.trip);
+        let mut rejected = None;
+        self.validator.check(&one, &mut self.valid, |dl| {
+            rejected = Some((dl.reason, dl.detail));
+        });
+        if let Some((reason, detail)) = rejected {
+            self.dead_letter(payload, msg.key(), reason.as_str(), &detail, &origin)?;
+            self.advance(&key, offset, Some(landing_id));
+            return Ok(());
+        }
+        let full = {
+            let Some(state) = self.partitions.get_mut(&key) else {
+                return Ok(());
+            };
+            state.pending.batch.push(&trip_msg.trip);
+            state.pending.offsets.push(offset);
+            state.pending.payloads.push(payload.to_vec());
+            state.pending.batch.len() >= MAX_PENDING
+        };
+        self.advance(&key, offset, Some(landing_id));
+        if full {
+            self.flush_partition(&key)?;
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, key: &(String, i32), offset: i64, landing_id: Option<i64>) {
+        if let Some(state) = self.partitions.get_mut(key) {
+            state.next_offset = offset + 1;
+            if let Some(id) = landing_id {
+                state.max_landing_id = state.max_landing_id.max(id);
+            }
+            state.dirty = true;
+        }
+    }
+
+    /// Runs the buffered rows of one partition through its engine and
+    /// produces what comes out.
+    fn flush_partition(&mut self, key: &(String, i32)) -> Result<(), StageError> {
+        let Some(state) = self.partitions.get_mut(key) else {
+            return Ok(());
+        };
+        if state.pending.batch.is_empty() {
+            return Ok(());
+        }
+        let closed_at = Instant::now();
+        self.emitted.clear();
+        self.late.clear();
+        state.engine.push_batch(
+            &state.pending.batch,
+            None,
+            &mut self.emitted,
+            &mut self.late,
+        );
+        let late: Vec<(Vec<u8>, String)> = self
+            .late
+            .iter()
+            .map(|&i| {
+                (
+                    std::mem::take(&mut state.pending.payloads[i]),
+                    format!(
+                        "{}/{}@{}",
+                        state.topic, state.partition, state.pending.offsets[i]
+                    ),
+                )
+            })
+            .collect();
+        let watermark = state.engine.watermark();
+        state.pending.batch.clear();
+        state.pending.offsets.clear();
+        state.pending.payloads.clear();
+        for (payload, origin) in late {
+            let detail = format!(
+                "every window of this trip had closed (watermark {})",
+                watermark.map_or_else(|| "unset".into(), crate::trip::format_micros)
+            );
+            self.dead_letter(&payload, None, Reason::Late.as_str(), &detail, &origin)?;
+        }
+        let emitted = std::mem::take(&mut self.emitted);
+        for r in &emitted {
+            self.produce_window(r, Some(closed_at))?;
+        }
+        self.emitted = emitted;
+        Ok(())
+    }
+
+    fn produce_window(
+        &mut self,
+        r: &WindowResult,
+        closed_at: Option<Instant>,
+    ) -> Result<(), StageError> {
+        let value = codec::encode_window(r).map_err(|e| StageError::Other {
+            what: "encoding window result",
+            detail: e.to_string(),
+        })?;
+        let key = crate::io::cassandra::group_key(r);
+        let record = FutureRecord::to(&self.opts.aggregates_topic)
+            .key(key.as_bytes())
+            .payload(value.as_slice())
+            .headers(schema_headers(codec::WINDOW_SCHEMA));
+        let d = self
+            .producer
+            .send_result(record)
+            .map_err(|(source, _)| KafkaIoError::Topic {
+                what: "enqueue window result",
+                topic: self.opts.aggregates_topic.clone(),
+                source,
+            })?;
+        self.inflight.deliveries.push((d, closed_at));
+        self.metrics.records_out(1);
+        self.stats.windows += 1;
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<(), StageError> {
+        let keys: Vec<_> = self.partitions.keys().cloned().collect();
+        for k in keys {
+            self.flush_partition(&k)?;
+        }
+        Ok(())
+    }
+
+    /// End of input: closes every open window of every partition.
+    fn close_all(&mut self) -> Result<(), StageError> {
+        self.flush_all()?;
+        let keys: Vec<_> = self.partitions.keys().cloned().collect();
+        for k in keys {
+            let mut out = Vec::new();
+            if let Some(state) = self.partitions.get_mut(&k) {
+                state.engine.flush(&mut out);
+                state.dirty = true;
+            }
+            for r in &out {
+                self.produce_window(r, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn await_deliveries(&mut self) -> Result<(), StageError> {
+        for (d, closed_at) in self.inflight.deliveries.drain(..) {
+            match d.await {
+                Ok(Ok(_)) => {
+                    if let Some(t) = closed_at {
+                        self.metrics.window_emitted(t.elapsed());
+                    }
+                }
+                Ok(Err((source, _))) => {
+                    return Err(KafkaIoError::Op {
+                        what: "produce window result or dead letter",
+                        source,
+                    }
+                    .into());
+                }
+                Err(_) => {
+                    return Err(StageError::Other {
+                        what: "produce",
+                        detail: "producer dropped before delivery".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes everything processed so far durable: results acknowledged,
+    /// then checkpoints saved, then offsets committed.
+    async fn checkpoint(&mut self) -> Result<(), StageError> {
+        let started = Instant::now();
+        self.flush_all()?;
+        self.await_deliveries().await?;
+        let mut cps = Vec::new();
+        for state in self.partitions.values_mut().filter(|s| s.dirty) {
+            let snapshot =
+                serde_json::to_vec(&state.engine.snapshot()).map_err(|e| StageError::Other {
+                    what: "encoding checkpoint",
+                    detail: e.to_string(),
+                })?;
+            cps.push(Checkpoint {
+                topic: state.topic.clone(),
+                partition: state.partition,
+                next_offset: state.next_offset,
+                max_landing_id: state.max_landing_id,
+                snapshot,
+            });
+        }
+        if cps.is_empty() {
+            return Ok(());
+        }
+        self.store.save_checkpoints(&self.opts.group, &cps).await?;
+        let offsets: HashMap<(String, i32), i64> = cps
+            .iter()
+            .map(|c| ((c.topic.clone(), c.partition), c.next_offset))
+            .collect();
+        if let Ok(mut ready) = self.consumer.context().ready.lock() {
+            ready.extend(offsets.clone());
+        }
+        // The checkpoint is authoritative; a failed commit only delays what
+        // lag monitoring sees.
+        if let Err(e) = crate::io::kafka::commit_async(self.consumer, &offsets) {
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+        for state in self.partitions.values_mut() {
+            state.dirty = false;
+        }
+        self.stats.checkpoints += 1;
+        self.metrics.batch("checkpoint", started.elapsed());
+        Ok(())
+    }
+}
+
+/// Runs the aggregate loop until shutdown (or idle, see
+/// [`AggregateOptions::exit_when_idle`]).
+pub async fn aggregate(
+    store: &PgStore,
+    kafka: &KafkaSettings,
+    opts: &AggregateOptions,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+    ready: &crate::health::Ready,
+) -> Result<AggregateStats, StageError> {
+    let (ctx, events) = GroupContext::new(metrics.clone());
+    let consumer = kafka.consumer(&opts.group, ctx)?;
+    consumer
+        .subscribe(&[&opts.trips_topic])
+        .map_err(|source| KafkaIoError::Topic {
+            what: "subscribe",
+            topic: opts.trips_topic.clone(),
+            source,
+        })?;
+    let producer = kafka.producer()?;
+    let mut agg = Aggregator {
+        opts,
+        store,
+        producer: &producer,
+        consumer: &consumer,
+        metrics,
+        zones: ZoneLookup::embedded(),
+        // Kafka carries every month; only the record-level checks apply here.
+        validator: Validator::new(None, 365 * 1000),
+        partitions: HashMap::new(),
+        inflight: Inflight::default(),
+        stats: AggregateStats::default(),
+        emitted: Vec::new(),
+        late: Vec::new(),
+        valid: Vec::new(),
+    };
+    ready.set(true);
+    let result = run_loop(&mut agg, &consumer, &events, opts, shutdown).await;
+    ready.set(false);
+    match result {
+        Ok(()) => {
+            // Graceful: what was processed becomes durable before leaving the group.
+            agg.checkpoint().await?;
+            for s in agg.partitions.values() {
+                let e = s.engine.stats();
+                tracing::info!(
+                    topic = %s.topic,
+                    partition = s.partition,
+                    next_offset = s.next_offset,
+                    records = e.records,
+                    late = e.late,
+                    windows = e.windows_emitted,
+                    "partition at exit"
+                );
+            }
+            if let Ok(ready) = consumer.context().ready.lock() {
+                let offsets: HashMap<_, _> = ready.clone();
+                drop(ready);
+                if let Err(e) = crate::io::kafka::commit_sync(&consumer, &offsets) {
+                    tracing::warn!(error = %e, "final offset commit failed");
+                }
+            }
+            Ok(agg.stats)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn run_loop(
+    agg: &mut Aggregator<'_>,
+    consumer: &StreamConsumer<GroupContext>,
+    events: &Receiver<Assignment>,
+    opts: &AggregateOptions,
+    shutdown: &Shutdown,
+) -> Result<(), StageError> {
+    let mut last_checkpoint = Instant::now();
+    let mut last_message = Instant::now();
+    let poll = Duration::from_millis(50);
+    loop {
+        let next = tokio::select! {
+            m = tokio::time::timeout(poll, consumer.recv()) => m,
+            () = shutdown.wait() => return Ok(()),
+        };
+        // Rebalance callbacks ran inside recv(): apply them before the message.
+        let mut changes = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            changes.push(ev);
+        }
+        for ev in changes {
+            match ev {
+                Assignment::Revoked(p) => agg.revoke(p),
+                Assignment::Assigned(p) => {
+                    agg.assign(p).await?;
+                    // Idle time counts from when there is something to read.
+                    last_message = Instant::now();
+                }
+            }
+        }
+        match next {
+            Ok(Ok(msg)) => {
+                last_message = Instant::now();
+                agg.on_message(&msg)?;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
+            }
+            Err(_) => {
+                // Nothing arrived for a moment: run what is buffered.
+                agg.flush_all()?;
+                if let Some(idle) = opts.exit_when_idle
+                    && last_message.elapsed() >= idle
+                    && !agg.partitions.is_empty()
+                {
+                    agg.close_all()?;
+                    return Ok(());
+                }
+            }
+        }
+        if last_checkpoint.elapsed() >= opts.commit_interval {
+            agg.checkpoint().await?;
+            last_checkpoint = Instant::now();
+        }
+    }
+}
+
+/// Entry point of `taxistream-worker aggregate`.
+pub async fn main(args: AggregateArgs) -> Result<(), StageError> {
+    let rt = StageRuntime::start(STAGE, &args.common).await?;
+    let w = &rt.config.worker;
+    let store = PgStore::connect(
+        &PgSettings {
+            url: rt.config.postgres_url()?,
+            ssl_mode: Some(w.postgres.ssl_mode),
+            ca_file: w.postgres.ca_file.clone(),
+            schema: w.postgres.schema.clone(),
+            table: w.postgres.table.clone(),
+        },
+        2,
+    )
+    .await?;
+    let kafka = KafkaSettings::from_config(&w.kafka)?;
+    let opts = AggregateOptions {
+        group: rt.config.group_id(STAGE),
+        trips_topic: w.topics.trips.clone(),
+        aggregates_topic: w.topics.aggregates.clone(),
+        dead_letter_topic: w.topics.dead_letters.clone(),
+        window: WindowConfig::from_aggregation(&w.aggregation)?,
+        commit_interval: Duration::from_millis(args.commit_interval_ms),
+        exit_when_idle: args
+            .common
+            .exit_when_idle
+            .then(|| Duration::from_millis(args.idle_ms)),
+    };
+    let stats = aggregate(&store, &kafka, &opts, &rt.metrics, &rt.shutdown, &rt.ready).await?;
+    tracing::info!(
+        records = stats.records,
+        windows = stats.windows,
+        dead_letters = stats.dead_letters,
+        duplicates = stats.duplicates,
+        "aggregate stopped"
+    );
+    Ok(())
+}

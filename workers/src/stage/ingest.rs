@@ -1,0 +1,246 @@
+//! The `ingest` stage: source files → validation → PostgreSQL landing table.
+//!
+//! Each source is read with the data-plane readers on a blocking thread while
+//! the previous batch is being copied in, so reading and landing overlap.
+//! Every batch lands in one transaction together with the source's progress
+//! (see [`crate::io::postgres`]): a restart skips completed sources, skips the
+//! rows of a partly landed one that are already in, and the unique source
+//! identity turns anything landed twice into a no-op. Rows that fail parsing
+//! or validation land in the dead-letter table with their reason.
+//!
+//! A source that cannot be read any further (truncated, corrupt) stops with
+//! an error naming it; the others are still landed, and the stage reports
+//! the failure at the end.
+
+use std::path::Path;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::dead_letter::DeadLetter;
+use crate::error::StageError;
+use crate::io::postgres::{PgSettings, PgStore};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::source::{ReadBatch, SourceError, open_file};
+use crate::stage::runtime::{CommonArgs, StageRuntime};
+use crate::trip::{Dataset, SourceRef, Trip};
+use crate::validate::{Month, Validator};
+
+const STAGE: &str = "ingest";
+
+/// Days a pickup may fall outside its file's month before it is rejected;
+/// the same tolerance as the local `run` job.
+pub const MONTH_TOLERANCE_DAYS: i64 = 31;
+
+/// `taxistream-worker ingest`
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Inputs to land instead of the configured ones.
+    #[arg(long = "input")]
+    pub inputs: Vec<String>,
+}
+
+/// What an ingest run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    pub sources: u64,
+    pub skipped_sources: u64,
+    pub read: u64,
+    pub inserted: u64,
+    pub duplicates: u64,
+    pub dead_letters: u64,
+    /// Sources that stopped with an error, with the error.
+    pub failed: Vec<String>,
+}
+
+fn rejected(letters: &[DeadLetter], from_row: u64) -> Vec<(SourceRef, String, String)> {
+    letters
+        .iter()
+        .filter(|d| d.source.row >= from_row)
+        .map(|d| {
+            let detail = match &d.field {
+                Some(f) => format!("{f}: {}", d.detail),
+                None => d.detail.clone(),
+            };
+            (d.source.clone(), d.reason.as_str().to_owned(), detail)
+        })
+        .collect()
+}
+
+/// Lands one source; returns an error only for store failures (a broken
+/// source is recorded in `stats.failed`).
+async fn ingest_source(
+    store: &PgStore,
+    input: &str,
+    dataset: Dataset,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+    stats: &mut IngestStats,
+) -> Result<(), StageError> {
+    let (from_row, completed) = store.progress(input).await?.unwrap_or((0, false));
+    if completed {
+        tracing::info!(source = input, "already landed; skipping");
+        stats.skipped_sources += 1;
+        return Ok(());
+    }
+    if from_row > 0 {
+        tracing::info!(source = input, from_row, "resuming");
+    }
+    // Reading is CPU-bound and synchronous: a blocking thread feeds batches
+    // through a small channel while the async side copies the previous one.
+    let (tx, mut rx) = mpsc::channel::<Result<ReadBatch, SourceError>>(2);
+    let name = input.to_owned();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut reader = match open_file(Path::new(&name), &name, dataset) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        loop {
+            match reader.next_batch() {
+                Ok(Some(b)) => {
+                    if tx.blocking_send(Ok(b)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let mut validator = Validator::new(Month::from_name(input), MONTH_TOLERANCE_DAYS);
+    let mut valid = Vec::new();
+    let mut next_row = from_row;
+    let mut failure = None;
+    while let Some(item) = rx.recv().await {
+        let batch = match item {
+            Ok(b) => b,
+            Err(e) => {
+                failure = Some(e.to_string());
+                break;
+            }
+        };
+        let started = Instant::now();
+        let mut letters = batch.rejects;
+        validator.check(&batch.trips, &mut valid, |d| letters.push(d));
+        let trips: Vec<Trip> = (0..batch.trips.len())
+            .filter(|&i| valid[i] && batch.trips.row[i] >= from_row)
+            .map(|i| batch.trips.row(i))
+            .collect();
+        let dead = rejected(&letters, from_row);
+        let batch_end = batch
+            .trips
+            .row
+            .iter()
+            .chain(letters.iter().map(|d| &d.source.row))
+            .max()
+            .map_or(next_row, |r| r + 1);
+        next_row = next_row.max(batch_end);
+        let read = batch.trips.len() as u64 + letters.len() as u64;
+        let landed = store.land(input, &trips, &dead, next_row).await?;
+        for d in &dead {
+            metrics.dead_letter(&d.1);
+        }
+        metrics.records_in(read);
+        metrics.records_out(landed.inserted);
+        metrics.batch("land", started.elapsed());
+        stats.read += read;
+        stats.inserted += landed.inserted;
+        stats.duplicates += landed.duplicates;
+        stats.dead_letters += dead.len() as u64;
+        if shutdown.requested() {
+            tracing::info!(
+                source = input,
+                next_row,
+                "shutdown: stopping after a landed batch"
+            );
+            break;
+        }
+    }
+    drop(rx);
+    let _ = reader.await;
+    match failure {
+        Some(e) => {
+            tracing::error!(source = input, error = %e, "source failed; landed rows are kept and a restart resumes after them");
+            metrics.dead_letter("source_error");
+            stats.failed.push(e);
+        }
+        None if !shutdown.requested() => {
+            store.complete(input, next_row).await?;
+            stats.sources += 1;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// Lands every input in order.
+pub async fn ingest(
+    store: &PgStore,
+    inputs: &[String],
+    dataset: Dataset,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) -> Result<IngestStats, StageError> {
+    let mut stats = IngestStats::default();
+    for input in inputs {
+        if shutdown.requested() {
+            break;
+        }
+        ingest_source(store, input, dataset, metrics, shutdown, &mut stats).await?;
+    }
+    Ok(stats)
+}
+
+/// Entry point of `taxistream-worker ingest`.
+pub async fn main(args: IngestArgs) -> Result<(), StageError> {
+    let rt = StageRuntime::start(STAGE, &args.common).await?;
+    let w = &rt.config.worker;
+    let store = PgStore::connect(
+        &PgSettings {
+            url: rt.config.postgres_url()?,
+            ssl_mode: Some(w.postgres.ssl_mode),
+            ca_file: w.postgres.ca_file.clone(),
+            schema: w.postgres.schema.clone(),
+            table: w.postgres.table.clone(),
+        },
+        2,
+    )
+    .await?;
+    rt.ready.set(true);
+    let inputs = if args.inputs.is_empty() {
+        w.source.inputs.clone()
+    } else {
+        args.inputs.clone()
+    };
+    let stats = ingest(&store, &inputs, w.source.dataset, &rt.metrics, &rt.shutdown).await?;
+    tracing::info!(
+        sources = stats.sources,
+        skipped = stats.skipped_sources,
+        read = stats.read,
+        inserted = stats.inserted,
+        duplicates = stats.duplicates,
+        dead_letters = stats.dead_letters,
+        failed = stats.failed.len(),
+        "ingest finished"
+    );
+    if !stats.failed.is_empty() {
+        return Err(StageError::Other {
+            what: "ingest",
+            detail: stats.failed.join("; "),
+        });
+    }
+    if !args.common.exit_when_idle {
+        // A Deployment's pod must stay up (and ready) once its work is done.
+        rt.shutdown.wait().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! What every backend stage process sets up before its loop: logging, the
+//! rustls provider, the configuration, metrics, the probe server and the
+//! shutdown signal.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::config::StageConfig;
+use crate::error::StageError;
+use crate::health::{self, Ready};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+
+/// Arguments every backend stage accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Worker configuration file (the operator mounts it here).
+    #[arg(long, env = "TAXISTREAM_CONFIG", default_value = crate::config::CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Exit once there is nothing left to do (input drained) instead of
+    /// waiting for more; for batch jobs, the demo, tests and benchmarks.
+    #[arg(long)]
+    pub exit_when_idle: bool,
+}
+
+/// A running stage's shared services.
+pub struct StageRuntime {
+    pub config: StageConfig,
+    pub metrics: Metrics,
+    pub ready: Ready,
+    pub shutdown: Shutdown,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub probe_addr: SocketAddr,
+}
+
+impl StageRuntime {
+    /// Loads the configuration and starts the probe server for `stage`.
+    pub async fn start(stage: &str, args: &CommonArgs) -> Result<Self, StageError> {
+        // Both ring (sqlx, kube) and other providers may be linked; pick one
+        // explicitly so the first TLS connection cannot panic.
+        rustls::crypto::ring::default_provider()
+            .install_default()
+            .ok();
+        let config = StageConfig::load(Some(&args.config))?;
+        let metrics = Metrics::new(stage);
+        let ready = Ready::default();
+        let shutdown = Shutdown::on_signals().map_err(|e| StageError::Other {
+            what: "installing signal handlers",
+            detail: e.to_string(),
+        })?;
+        let port = config.worker.metrics_port;
+        let probe_addr = health::serve(
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            metrics.clone(),
+            ready.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .map_err(|source| StageError::Probe { port, source })?;
+        tracing::info!(stage, pipeline = %config.worker.pipeline, %probe_addr, "stage starting");
+        Ok(Self {
+            config,
+            metrics,
+            ready,
+            shutdown,
+            probe_addr,
+        })
+    }
+}

@@ -1,0 +1,400 @@
+//! The backend stages as separate processes on the real services:
+//! PostgreSQL → relay → Kafka → aggregate → Kafka, with crashes (SIGKILL),
+//! two replicas in one group, and bad messages.
+//!
+//! Expected windows come from the in-process engine over the same trips in
+//! landing order. The synthetic streams here are out of order by at most
+//! five minutes and the allowed lateness is ten, so no record is late for
+//! either the single engine or the per-partition engines, and both must give
+//! bit-identical results.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod backends_support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backends_support::{Pipeline, TRIP_PARTITIONS, sigkill, wait_timeout};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use taxistream_worker::config::Secret;
+use taxistream_worker::io::codec::{self, TripMessage};
+use taxistream_worker::io::kafka::KafkaSettings;
+use taxistream_worker::io::postgres::{PgSettings, PgStore};
+use taxistream_worker::trip::{Dataset, SourceRef, Trip, TripBatch};
+use taxistream_worker::window::{GroupBy, WindowConfig, WindowEngine, WindowResult};
+use taxistream_worker::zones::ZoneLookup;
+
+const WINDOW_S: u64 = 300;
+const LATENESS_S: u64 = 600;
+
+/// `n` trips over about `n` × 0.25 s of event time, shuffled by up to five
+/// minutes, deterministic.
+fn synthetic(source: &str, n: u64) -> Vec<Trip> {
+    let base = 1_738_368_000_000_000i64; // 2025-02-01 00:00
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|row| {
+            let jitter = (next() % 300_000_000) as i64;
+            let pickup = base + row as i64 * 250_000 - jitter;
+            let zone = 1 + (next() % 265) as i32;
+            let fare = (next() % 5000) as f64 / 100.0;
+            Trip {
+                source: SourceRef {
+                    source: source.into(),
+                    row,
+                },
+                dataset: Dataset::Yellow,
+                vendor_id: Some(2),
+                pickup,
+                dropoff: pickup + 600_000_000 + (next() % 600_000_000) as i64,
+                passenger_count: if row % 5 == 0 {
+                    None
+                } else {
+                    Some((row % 4) as i32 + 1)
+                },
+                trip_distance: (next() % 1000) as f64 / 100.0,
+                ratecode_id: Some(1),
+                store_and_fwd: Some(false),
+                pu_location_id: zone,
+                do_location_id: 1 + (next() % 265) as i32,
+                payment_type: Some(1 + (row % 4) as i32),
+                fare_amount: fare,
+                extra: 0.0,
+                mta_tax: 0.5,
+                tip_amount: fare * 0.2,
+                tolls_amount: 0.0,
+                improvement_surcharge: 1.0,
+                total_amount: fare * 1.2 + 1.5,
+                congestion_surcharge: Some(2.5),
+                airport_fee: None,
+                cbd_congestion_fee: None,
+                ehail_fee: None,
+                trip_type: None,
+                refund: false,
+            }
+        })
+        .collect()
+}
+
+type Windows = BTreeMap<(i32, i64), WindowResult>;
+
+/// The in-process engine over `trips` in order, closed at end of input.
+fn expected(trips: &[Trip]) -> Windows {
+    let cfg = WindowConfig::tumbling(WINDOW_S, LATENESS_S, GroupBy::PickupZone).unwrap();
+    let mut engine = WindowEngine::new(cfg, ZoneLookup::embedded());
+    let batch = TripBatch::from_trips(Arc::from("x"), Dataset::Yellow, trips);
+    let (mut out, mut late) = (Vec::new(), Vec::new());
+    engine.push_batch(&batch, None, &mut out, &mut late);
+    engine.flush(&mut out);
+    assert!(late.is_empty(), "the test data must have no late records");
+    let mut map = Windows::new();
+    for r in out {
+        assert!(
+            map.insert((r.key, r.window_start), r).is_none(),
+            "engine emitted a window twice"
+        );
+    }
+    map
+}
+
+/// Window results on the aggregates topic, the last one per window winning
+/// (what the sink's upserts leave in Cassandra).
+fn emitted(p: &Pipeline) -> (Windows, usize) {
+    let msgs = p.read_topic(&p.config.topics.aggregates, 1, Duration::from_secs(2));
+    let total = msgs.len();
+    let mut map = Windows::new();
+    for m in msgs {
+        assert_eq!(m.header(codec::SCHEMA_HEADER), Some(codec::WINDOW_SCHEMA));
+        let r = codec::decode_window(&m.payload).unwrap();
+        if let Some(prev) = map.get(&(r.key, r.window_start)) {
+            // A re-emission after a crash must carry the same values.
+            assert_eq!(prev, &r, "a window was re-emitted with different values");
+        }
+        map.insert((r.key, r.window_start), r);
+    }
+    (map, total)
+}
+
+fn assert_same(expected: &Windows, got: &Windows) {
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !got.contains_key(k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !expected.contains_key(k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} windows expected, {} emitted; missing e.g. {missing:?}, unexpected e.g. {extra:?}",
+        expected.len(),
+        got.len()
+    );
+    for (k, want) in expected {
+        assert_eq!(&got[k], want, "window {k:?} differs");
+    }
+}
+
+async fn land(p: &Pipeline, trips: &[Trip]) -> PgStore {
+    let store = store(p).await;
+    for chunk in trips.chunks(5000) {
+        let next = chunk.last().map_or(0, |t| t.source.row + 1);
+        store.land("synthetic", chunk, &[], next).await.unwrap();
+    }
+    store
+}
+
+async fn store(p: &Pipeline) -> PgStore {
+    PgStore::connect(
+        &PgSettings {
+            url: Secret::new(p.database_url.clone()),
+            ssl_mode: None,
+            ca_file: None,
+            schema: p.config.postgres.schema.clone(),
+            table: p.config.postgres.table.clone(),
+        },
+        2,
+    )
+    .await
+    .unwrap()
+}
+
+async fn checkpointed_offsets(store: &PgStore) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>(sqlx::AssertSqlSafe(format!(
+        "SELECT sum(next_offset)::bigint FROM {}_aggregate_checkpoints",
+        store.table()
+    )))
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+    .unwrap_or(0)
+}
+
+async fn relayed(store: &PgStore) -> i64 {
+    sqlx::query_scalar::<_, Option<i64>>(sqlx::AssertSqlSafe(format!(
+        "SELECT max(last_id) FROM {}_relay_progress",
+        store.table()
+    )))
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+    .unwrap_or(0)
+}
+
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_killed_mid_stream_resumes_to_the_same_windows() {
+    let Some((db, kafka)) = backends_support::services() else {
+        return;
+    };
+    let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
+    let trips = synthetic("synthetic", 40_000);
+    let store = land(&p, &trips).await;
+    p.run("relay", &[]);
+
+    let mut agg = p.spawn("aggregate", &["--commit-interval-ms", "100"]);
+    wait_until("a first checkpoint", Duration::from_secs(60), || {
+        let store = store.clone();
+        async move { checkpointed_offsets(&store).await > 0 }
+    })
+    .await;
+    sigkill(&mut agg);
+    let at_kill = checkpointed_offsets(&store).await;
+    eprintln!(
+        "killed aggregate with {at_kill} of {} offsets checkpointed",
+        trips.len()
+    );
+
+    p.run("aggregate", &["--idle-ms", "2000"]);
+    let (got, total) = emitted(&p);
+    eprintln!("{total} window results emitted for {} windows", got.len());
+    let dlq = p.read_topic(&p.config.topics.dead_letters, 1, Duration::from_millis(500));
+    assert!(
+        dlq.is_empty(),
+        "{} dead letters, e.g. {:?}; logs: {}",
+        dlq.len(),
+        dlq.first(),
+        p.logs()
+    );
+    assert_same(&expected(&trips), &got);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_killed_mid_stream_loses_and_double_counts_nothing() {
+    let Some((db, kafka)) = backends_support::services() else {
+        return;
+    };
+    let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
+    let trips = synthetic("synthetic", 20_000);
+    let store = land(&p, &trips).await;
+
+    let mut relay = p.spawn("relay", &["--batch", "500"]);
+    wait_until("relay progress", Duration::from_secs(60), || {
+        let store = store.clone();
+        async move { relayed(&store).await > 0 }
+    })
+    .await;
+    sigkill(&mut relay);
+    let at_kill = relayed(&store).await;
+    eprintln!("killed relay at landing id {at_kill} of {}", trips.len());
+    p.run("relay", &["--batch", "500"]);
+
+    let published: usize = p
+        .read_topic(
+            &p.config.topics.trips,
+            TRIP_PARTITIONS,
+            Duration::from_secs(2),
+        )
+        .len();
+    assert!(
+        published >= trips.len(),
+        "{published} published < {} landed",
+        trips.len()
+    );
+    eprintln!(
+        "{published} messages for {} trips (copies re-published after the kill are dropped by landing id)",
+        trips.len()
+    );
+
+    p.run("aggregate", &["--idle-ms", "2000"]);
+    let (got, _) = emitted(&p);
+    assert_same(&expected(&trips), &got);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_aggregate_replicas_in_one_group_give_the_single_replica_result() {
+    let Some((db, kafka)) = backends_support::services() else {
+        return;
+    };
+    let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
+    let trips = synthetic("synthetic", 30_000);
+    land(&p, &trips).await;
+    p.run("relay", &[]);
+
+    let mut a = p.spawn("aggregate", &["--exit-when-idle", "--idle-ms", "4000"]);
+    let mut b = p.spawn("aggregate", &["--exit-when-idle", "--idle-ms", "4000"]);
+    for child in [&mut a, &mut b] {
+        let status = wait_timeout(child, Duration::from_secs(120));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "replica failed: {}",
+            p.logs()
+        );
+    }
+    let (got, _) = emitted(&p);
+    assert_same(&expected(&trips), &got);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_go_to_the_dead_letter_topic_with_reasons() {
+    let Some((db, kafka)) = backends_support::services() else {
+        return;
+    };
+    let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
+    let producer: FutureProducer = KafkaSettings::plain(kafka.clone()).producer().unwrap();
+    let good = synthetic("bad-test", 3);
+    let mut valid = Vec::new();
+    codec::encode_trip(
+        &TripMessage {
+            landing_id: 1,
+            trip: good[0].clone(),
+        },
+        &mut valid,
+    );
+    let mut wrong_version = valid.clone();
+    wrong_version[0] = 42;
+    let truncated = valid[..30].to_vec();
+    let mut bad_zone_trip = good[1].clone();
+    bad_zone_trip.pu_location_id = 999;
+    let mut bad_zone = Vec::new();
+    codec::encode_trip(
+        &TripMessage {
+            landing_id: 2,
+            trip: bad_zone_trip,
+        },
+        &mut bad_zone,
+    );
+    let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+        ("garbage", b"\xde\xad\xbe\xef not a trip".to_vec(), None),
+        ("empty", Vec::new(), None),
+        ("wrong version", wrong_version, Some(codec::TRIP_SCHEMA)),
+        ("truncated", truncated, Some(codec::TRIP_SCHEMA)),
+        ("wrong schema header", valid.clone(), Some("trip/99")),
+        ("invalid zone", bad_zone, Some(codec::TRIP_SCHEMA)),
+    ];
+    for (i, (_, value, schema)) in cases.iter().enumerate() {
+        let mut rec = FutureRecord::<str, [u8]>::to(&p.config.topics.trips)
+            .key("7")
+            .payload(value.as_slice())
+            .partition(i as i32 % TRIP_PARTITIONS);
+        if let Some(s) = schema {
+            rec = rec.headers(OwnedHeaders::new().insert(Header {
+                key: codec::SCHEMA_HEADER,
+                value: Some(*s),
+            }));
+        }
+        producer.send(rec, Duration::from_secs(10)).await.unwrap();
+    }
+    // A valid trip after the bad ones shows the stage kept going.
+    let rec = FutureRecord::<str, [u8]>::to(&p.config.topics.trips)
+        .key("7")
+        .payload(valid.as_slice())
+        .partition(0);
+    producer.send(rec, Duration::from_secs(10)).await.unwrap();
+
+    p.run("aggregate", &["--idle-ms", "2000"]);
+    let dlq = p.read_topic(&p.config.topics.dead_letters, 1, Duration::from_secs(2));
+    let mut reasons: Vec<&str> = dlq
+        .iter()
+        .map(|m| m.header("taxistream-reason").unwrap())
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        vec![
+            "empty",
+            "invalid_field",
+            "truncated",
+            "unknown_version",
+            "unknown_version",
+            "zone_out_of_range"
+        ],
+        "dead letters: {dlq:?}"
+    );
+    for m in &dlq {
+        assert!(
+            m.header("taxistream-origin")
+                .unwrap()
+                .starts_with(&p.config.topics.trips)
+        );
+        assert_eq!(m.header("taxistream-stage"), Some("aggregate"));
+        assert!(!m.header("taxistream-detail").unwrap().is_empty());
+    }
+    let (got, _) = emitted(&p);
+    assert_eq!(
+        got.values().map(|r| r.count).sum::<u64>(),
+        1,
+        "the valid trip is counted once"
+    );
+}
