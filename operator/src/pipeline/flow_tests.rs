@@ -85,6 +85,12 @@ const CHILDREN: [&str; 11] = [
     "/apis/policy/v1/namespaces/taxi/poddisruptionbudgets/demo-sink",
 ];
 const CA: &str = "/api/v1/namespaces/taxi/secrets/demo-ca";
+/// The user's Secret the minimal pipeline references (spec.postgres.urlSecretRef).
+const POSTGRES: &str = "/api/v1/namespaces/taxi/secrets/postgres";
+
+fn postgres_secret() -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "postgres", "namespace": NS}})
+}
 const CERT: &str = "/api/v1/namespaces/taxi/secrets/demo-worker-tls";
 
 /// Optional children the minimal spec does not want: read, found absent.
@@ -137,9 +143,14 @@ async fn a_new_pipeline_gets_the_finalizer_before_anything_else() {
 /// Creation: reads, TLS issue, every child applied, status, two Events.
 /// Returns the requests so later passes can serve the applied objects.
 async fn create(objects: &[Value]) -> Vec<Seen> {
+    create_with(objects, true).await
+}
+
+async fn create_with(objects: &[Value], postgres_exists: bool) -> Vec<Seen> {
     let p = pipeline(objects, true);
     let (ctx, handle) = mock_context();
     let mut script = dependency_reads(objects, false);
+    script.push(Expect::get(POSTGRES, postgres_exists.then(postgres_secret)));
     script.extend([
         Expect::get(CA, None),
         Expect::get(CERT, None),
@@ -247,6 +258,7 @@ fn live(seen: &[Seen], path: &str) -> Value {
 
 fn settled_reads(objects: &[Value], created: &[Seen]) -> Vec<Expect> {
     let mut script = dependency_reads(objects, false);
+    script.push(Expect::get(POSTGRES, Some(postgres_secret())));
     script.push(Expect::get(CA, Some(live(created, CA))));
     script.push(Expect::get(CERT, Some(live(created, CERT))));
     for child in CHILDREN {
@@ -501,5 +513,31 @@ async fn an_expiring_worker_certificate_is_renewed_and_the_rotation_recorded() {
             &json!("CertificateRenewed"),
             &json!("Running")
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_named_in_workers_available() {
+    let objects = fixture();
+    let seen = create_with(&objects, false).await;
+    let status = &find(
+        &seen,
+        Method::PATCH,
+        &format!("{API}/taxipipelines/demo/status"),
+    )
+    .body["status"];
+    let workers = condition(status, "WorkersAvailable");
+    assert_eq!(workers["reason"], "SecretNotFound");
+    assert!(
+        workers["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Secret postgres not found"),
+        "{workers}"
+    );
+    // The children are still applied, so the pods start once the Secret appears.
+    assert!(
+        seen.iter()
+            .any(|s| s.method == Method::PATCH && s.path == CHILDREN[4])
     );
 }

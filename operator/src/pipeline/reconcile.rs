@@ -5,6 +5,7 @@
 //! compared with the hash of what we would apply, so a pipeline whose
 //! children are already as desired causes no write at all.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,6 +147,7 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
             Err(e) => observed.invalid = Some(("InvalidSource", format!("spec.source: {e}"))),
             Ok(worker_config) => {
                 let (config_map, hash) = config::config_map(&inputs, &worker_config)?;
+                observed.missing_secrets = missing_secrets(ctx, &inputs).await?;
                 let (tls_status, event) =
                     ensure_tls(ctx, &inputs, pipeline, now, &mut written).await?;
                 tls_event = event;
@@ -359,6 +361,22 @@ async fn prune(
         }
     }
     Ok(())
+}
+
+/// The user Secrets the workers mount that do not exist (reads only).
+async fn missing_secrets(ctx: &Context, inputs: &Inputs<'_>) -> Result<Vec<String>> {
+    let names: BTreeSet<String> = Stage::ALL
+        .into_iter()
+        .flat_map(|stage| desired::security::stage_secret_keys(inputs, stage).into_keys())
+        .collect();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &inputs.namespace);
+    let mut missing = Vec::new();
+    for name in names {
+        if secrets.get_metadata_opt(&name).await?.is_none() {
+            missing.push(name);
+        }
+    }
+    Ok(missing)
 }
 
 /// Makes sure the CA and worker certificate exist and are far from expiry.

@@ -33,6 +33,8 @@ pub struct Observed {
     pub deployments: Option<Vec<(Stage, Deployment)>>,
     pub tls: Option<TlsStatus>,
     pub config_hash: Option<String>,
+    /// Referenced Secrets that do not exist: the pods that mount them cannot start.
+    pub missing_secrets: Vec<String>,
 }
 
 fn stage_status(d: &Deployment) -> StageStatus {
@@ -199,14 +201,29 @@ pub fn compute(pipeline: &TaxiPipeline, observed: &Observed, now: Time) -> TaxiP
                 })
                 .collect();
             let all = deps.iter().all(|(_, d)| available(d));
-            new_condition(
-                WORKERS_AVAILABLE,
-                all,
-                if all { "Available" } else { "Unavailable" },
-                format!("available replicas: {}", summary.join(", ")),
-                generation,
-                now.clone(),
-            )
+            if !all && !observed.missing_secrets.is_empty() {
+                new_condition(
+                    WORKERS_AVAILABLE,
+                    false,
+                    "SecretNotFound",
+                    format!(
+                        "Secret {} not found; the workers that mount it cannot start (available replicas: {})",
+                        observed.missing_secrets.join(", "),
+                        summary.join(", ")
+                    ),
+                    generation,
+                    now.clone(),
+                )
+            } else {
+                new_condition(
+                    WORKERS_AVAILABLE,
+                    all,
+                    if all { "Available" } else { "Unavailable" },
+                    format!("available replicas: {}", summary.join(", ")),
+                    generation,
+                    now.clone(),
+                )
+            }
         }
     };
 
