@@ -12,7 +12,7 @@
 //! an error naming it; the others are still landed, and the stage reports
 //! the failure at the end.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -22,25 +22,26 @@ use crate::error::StageError;
 use crate::io::postgres::{PgSettings, PgStore};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::source::http::{Downloader, RetryPolicy};
+use crate::source::spec::InputSpec;
 use crate::source::{ReadBatch, SourceError, open_file};
 use crate::stage::runtime::{CommonArgs, StageRuntime};
 use crate::trip::{Dataset, SourceRef, Trip};
-use crate::validate::{Month, Validator};
+use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
 
 const STAGE: &str = "ingest";
-
-/// Days a pickup may fall outside its file's month before it is rejected;
-/// the same tolerance as the local `run` job.
-pub const MONTH_TOLERANCE_DAYS: i64 = 31;
 
 /// `taxistream-worker ingest`
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Inputs to land instead of the configured ones.
+    /// Inputs (paths or `http(s)` URLs) to land instead of the configured ones.
     #[arg(long = "input")]
     pub inputs: Vec<String>,
+    /// Where downloaded inputs are kept (a partial download is resumed).
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("taxistream-downloads"))]
+    pub download_dir: PathBuf,
 }
 
 /// What an ingest run did.
@@ -75,6 +76,7 @@ fn rejected(letters: &[DeadLetter], from_row: u64) -> Vec<(SourceRef, String, St
 async fn ingest_source(
     store: &PgStore,
     input: &str,
+    path: PathBuf,
     dataset: Dataset,
     metrics: &Metrics,
     shutdown: &Shutdown,
@@ -94,7 +96,7 @@ async fn ingest_source(
     let (tx, mut rx) = mpsc::channel::<Result<ReadBatch, SourceError>>(2);
     let name = input.to_owned();
     let reader = tokio::task::spawn_blocking(move || {
-        let mut reader = match open_file(Path::new(&name), &name, dataset) {
+        let mut reader = match open_file(&path, &name, dataset) {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
@@ -116,7 +118,7 @@ async fn ingest_source(
             }
         }
     });
-    let mut validator = Validator::new(Month::from_name(input), MONTH_TOLERANCE_DAYS);
+    let mut validator = Validator::new(Month::from_name(input), DEFAULT_MONTH_TOLERANCE_DAYS);
     let mut valid = Vec::new();
     let mut next_row = from_row;
     let mut failure = None;
@@ -182,20 +184,58 @@ async fn ingest_source(
     Ok(())
 }
 
-/// Lands every input in order.
+/// Lands every input in order; URLs are downloaded first (with retries).
 pub async fn ingest(
     store: &PgStore,
     inputs: &[String],
     dataset: Dataset,
+    download_dir: &Path,
     metrics: &Metrics,
     shutdown: &Shutdown,
 ) -> Result<IngestStats, StageError> {
     let mut stats = IngestStats::default();
+    let mut downloader = None;
     for input in inputs {
         if shutdown.requested() {
             break;
         }
-        ingest_source(store, input, dataset, metrics, shutdown, &mut stats).await?;
+        let spec = InputSpec::parse(input);
+        let name = spec.name();
+        if store.progress(&name).await?.is_some_and(|(_, done)| done) {
+            tracing::info!(source = %name, "already landed; skipping");
+            stats.skipped_sources += 1;
+            continue;
+        }
+        let path = match spec {
+            InputSpec::Path(p) => p,
+            InputSpec::Url(url) => {
+                let dl = match &downloader {
+                    Some(d) => d,
+                    None => {
+                        let client =
+                            crate::source::http::client().map_err(|e| StageError::Other {
+                                what: "http client",
+                                detail: e.to_string(),
+                            })?;
+                        downloader.insert(Downloader::new(
+                            client,
+                            download_dir.to_owned(),
+                            RetryPolicy::default(),
+                        ))
+                    }
+                };
+                match dl.fetch(&url).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(source = %url, error = %e, "download failed");
+                        metrics.dead_letter("source_error");
+                        stats.failed.push(e.to_string());
+                        continue;
+                    }
+                }
+            }
+        };
+        ingest_source(store, &name, path, dataset, metrics, shutdown, &mut stats).await?;
     }
     Ok(stats)
 }
@@ -221,7 +261,15 @@ pub async fn main(args: IngestArgs) -> Result<(), StageError> {
     } else {
         args.inputs.clone()
     };
-    let stats = ingest(&store, &inputs, w.source.dataset, &rt.metrics, &rt.shutdown).await?;
+    let stats = ingest(
+        &store,
+        &inputs,
+        w.source.dataset,
+        &args.download_dir,
+        &rt.metrics,
+        &rt.shutdown,
+    )
+    .await?;
     tracing::info!(
         sources = stats.sources,
         skipped = stats.skipped_sources,
