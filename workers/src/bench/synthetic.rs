@@ -34,6 +34,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::trip::MICROS_PER_SECOND;
 use crate::validate::Month;
 
+/// Bumped whenever the generated data changes, so cached files are not reused.
+pub const GENERATOR_VERSION: u32 = 2;
+
 /// Generator settings.
 #[derive(Debug, Clone, Copy)]
 pub struct SyntheticSpec {
@@ -170,7 +173,7 @@ pub fn generate(spec: &SyntheticSpec, path: &Path) -> Result<Generated, String> 
                 ((d / mph) * 3600.0 * MICROS_PER_SECOND as f64) as i64 + 60 * MICROS_PER_SECOND;
             let z = pick_zone(rng.random::<f64>());
             let airport_trip = z == 132 || z == 138;
-            let f = round2(3.0 + 3.1 * d + duration as f64 / 60e6 * 0.7);
+            let f = round2(3.0 + 3.38 * d + duration as f64 / 60e6 * 0.7);
             let card = rng.random_bool(0.75);
             let tp = if card {
                 round2(f * rng.random_range(0.1..0.3))
