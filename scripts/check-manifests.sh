@@ -71,10 +71,10 @@ render default cluster
 render all-options namespaced -f "$ALL_OPTIONS"
 # The release namespace among the watched ones: no separate leader-election Role.
 # One replica without leader election.
-render watch-release-ns namespaced --set "watchNamespaces={$RELEASE_NS}" --set replicaCount=1 --set leaderElection.enabled=false
+render watch-release-ns namespaced --set "watchNamespaces={$RELEASE_NS,team-a}" --set replicaCount=1 --set leaderElection.enabled=false
 # Values the chart must reject.
 for bad in "replicaCount=0" "logging.format=xml" "image.pullPolicy=Sometimes" "unknownValue=1" \
-  "watchNamespaces={Not_A_Namespace}" "watchNamespaces={a,b}" "leaderElection.enabled=false"; do
+  "watchNamespaces={Not_A_Namespace}" "watchNamespaces={a,a}" "leaderElection.enabled=false"; do
   if helm template taxistream "$CHART" --set "$bad" >/dev/null 2>&1; then
     fail "the chart accepts --set $bad"
   fi

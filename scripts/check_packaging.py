@@ -359,6 +359,9 @@ def cmd_chart(rendered: Path, mode: str) -> None:
                 problems.add(where, f"{probe} must GET {path} on the metrics port, is {get}")
         if not (c.get("resources") or {}).get("requests"):
             problems.add(where, "no resource requests")
+        grace = re.search(r"SHUTDOWN_GRACE[^=]*=[^;]*from_secs\((\d+)\)", (ROOT / "operator" / "src" / "main.rs").read_text())
+        if grace and pod.get("terminationGracePeriodSeconds", 30) <= int(grace.group(1)):
+            problems.add(where, f"terminationGracePeriodSeconds must exceed the operator's {grace.group(1)} s shutdown grace")
         args = c.get("args") or []
         for flag in ("--worker-image=", "--log-format="):
             if not any(a.startswith(flag) for a in args):
