@@ -363,7 +363,11 @@ impl LocalJob {
 
     /// Pages through an Open Data query.
     pub async fn read_open_data(&mut self, mut pager: OpenDataPager) -> Result<(), RunError> {
-        let mut validator = Validator::new(None, self.options.month_tolerance_days);
+        // A dataset covers a year, not a month: learn the month from the
+        // first page and accept the year around it, which still catches
+        // timestamps years away.
+        let tolerance = self.options.month_tolerance_days.max(366);
+        let mut validator = Validator::new(None, tolerance);
         let bar = self.progress_bar(pager.name(), None);
         loop {
             match pager.next_batch().await {
