@@ -541,3 +541,41 @@ async fn a_missing_secret_is_named_in_workers_available() {
             .any(|s| s.method == Method::PATCH && s.path == CHILDREN[4])
     );
 }
+
+#[tokio::test]
+async fn a_child_owned_by_someone_else_is_left_alone_and_reported() {
+    let objects = fixture();
+    let created = create(&objects).await;
+    let status_path = format!("{API}/taxipipelines/demo/status");
+    let mut p = pipeline(&objects, true);
+    p.status =
+        serde_json::from_value(find(&created, Method::PATCH, &status_path).body["status"].clone())
+            .unwrap();
+    let ingest = CHILDREN[4];
+    let mut foreign = live(&created, ingest);
+    foreign["metadata"]["ownerReferences"] = json!([]);
+    let mut script = settled_reads(&objects, &created);
+    let at = script.iter().position(|e| e.path == ingest).unwrap();
+    script[at] = Expect::get(ingest, Some(foreign));
+    script.push(Expect::apply_status(
+        status_path.clone(),
+        object(&objects, "TaxiPipeline", "demo"),
+    ));
+    script.push(Expect::event(NS));
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    assert!(
+        !seen.iter().any(|s| s.path == ingest && s.is_write()),
+        "the foreign Deployment was written"
+    );
+    let status = &find(&seen, Method::PATCH, &status_path).body["status"];
+    let degraded = condition(status, "Degraded");
+    assert_eq!(degraded["reason"], "ChildConflict");
+    assert_eq!(
+        degraded["message"],
+        "not controlled by this TaxiPipeline, so left alone: Deployment/demo-ingest; delete or rename them"
+    );
+    assert_eq!(condition(status, "WorkersAvailable")["status"], "False");
+    assert_eq!(seen.last().unwrap().body["reason"], "ChildConflict");
+}

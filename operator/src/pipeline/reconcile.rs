@@ -148,10 +148,11 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
             Ok(worker_config) => {
                 let (config_map, hash) = config::config_map(&inputs, &worker_config)?;
                 observed.missing_secrets = missing_secrets(ctx, &inputs).await?;
+                let mut conflicts = Vec::new();
                 let (tls_status, event) =
-                    ensure_tls(ctx, &inputs, pipeline, now, &mut written).await?;
+                    ensure_tls(ctx, &inputs, pipeline, now, &mut written, &mut conflicts).await?;
                 tls_event = event;
-                observed.tls = Some(tls_status);
+                observed.tls = tls_status;
                 observed.config_hash = Some(hash.clone());
                 let children = desired::build_all(&inputs, &hash, &config_map)?;
                 let wanted: Vec<(String, String)> = children
@@ -159,7 +160,6 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
                     .map(|c| (c.resource.kind.clone(), c.name.clone()))
                     .collect();
                 let mut deployments = Vec::new();
-                let mut conflicts = Vec::new();
                 for child in children {
                     let is_deployment = child.resource.kind == "Deployment";
                     let name = child.name.clone();
@@ -186,7 +186,7 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
                     observed.invalid = Some((
                         "ChildConflict",
                         format!(
-                            "{} already exist and are not owned by this TaxiPipeline; delete or rename them",
+                            "not controlled by this TaxiPipeline, so left alone: {}; delete or rename them",
                             conflicts.join(", ")
                         ),
                     ));
@@ -387,12 +387,24 @@ async fn ensure_tls(
     pipeline: &TaxiPipeline,
     now: Timestamp,
     written: &mut Vec<String>,
-) -> Result<(TlsStatus, Option<(&'static str, String)>)> {
+    conflicts: &mut Vec<String>,
+) -> Result<(Option<TlsStatus>, Option<(&'static str, String)>)> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &inputs.namespace);
     let ca_name = names::ca_secret(&inputs.name);
     let cert_name = names::cert_secret(&inputs.name);
     let ca_live = secrets.get_opt(&ca_name).await?;
     let cert_live = secrets.get_opt(&cert_name).await?;
+    let foreign: Vec<String> = [&ca_live, &cert_live]
+        .into_iter()
+        .flatten()
+        .filter(|s| !controlled_by_us(&s.metadata, inputs))
+        .map(|s| format!("Secret/{}", s.name_any()))
+        .collect();
+    if !foreign.is_empty() {
+        // Never overwrite a Secret someone else made.
+        conflicts.extend(foreign);
+        return Ok((None, None));
+    }
     let ca = ca_live.as_ref().map(tls::ObservedCert::from_secret);
     let cert = cert_live.as_ref().map(tls::ObservedCert::from_secret);
     let mut status = pipeline
@@ -410,7 +422,7 @@ async fn ensure_tls(
     let (ca_pem, ca_key) = match (&plan, &ca) {
         (tls::TlsPlan::Keep, _) => {
             status.not_after = cert.and_then(|c| c.not_after).map(Time);
-            return Ok((status, None));
+            return Ok((Some(status), None));
         }
         (
             tls::TlsPlan::IssueCert,
@@ -454,7 +466,7 @@ async fn ensure_tls(
             ),
         )
     };
-    Ok((status, Some(event)))
+    Ok((Some(status), Some(event)))
 }
 
 async fn apply_secret(ctx: &Context, api: &Api<Secret>, secret: &Secret) -> Result<()> {

@@ -200,7 +200,10 @@ pub fn compute(pipeline: &TaxiPipeline, observed: &Observed, now: Time) -> TaxiP
                     format!("{} {avail}/{}", stage.as_str(), s.desired_replicas)
                 })
                 .collect();
-            let all = deps.iter().all(|(_, d)| available(d));
+            // A stage whose Deployment could not be applied is not available.
+            let all = Stage::ALL
+                .into_iter()
+                .all(|stage| deps.iter().any(|(s, d)| *s == stage && available(d)));
             if !all && !observed.missing_secrets.is_empty() {
                 new_condition(
                     WORKERS_AVAILABLE,
