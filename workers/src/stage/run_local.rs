@@ -401,14 +401,14 @@ impl LocalJob {
         let bar = match total {
             Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr())
                 .with_style(
-                    ProgressStyle::with_template(
-                        "{msg} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, {eta})",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                ),
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {human_pos}/{human_len} rows, {elapsed} elapsed, eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            ),
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-                ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec})")
+                ProgressStyle::with_template("{spinner} {msg} {human_pos} rows, {elapsed} elapsed")
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             ),
         };
