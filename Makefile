@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 ENV := . scripts/env.sh &&
 
-.PHONY: setup test fmt fmt-check lint unit check-crds crds demo bench
+.PHONY: setup test fmt fmt-check lint unit check-crds crds demo bench bench-e2e
 
 setup:
 	bash scripts/setup.sh
@@ -46,6 +46,11 @@ demo:
 bench:
 	$(ENV) cargo build --locked --release -q -p taxistream-worker && \
 	  "$$CARGO_TARGET_DIR/release/taxistream-worker" bench --rows 5000000 --seed 42 --data-dir bench-data
+	$(ENV) bash scripts/bench-e2e.sh
+
+## bench-e2e: only the end-to-end figure (file → PostgreSQL → Kafka → windows, real services).
+bench-e2e:
+	$(ENV) bash scripts/bench-e2e.sh
 
 ## crds: regenerate the CRD YAML (crds/ and the chart's crds/).
 crds:

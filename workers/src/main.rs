@@ -31,6 +31,8 @@ enum Command {
     Aggregate(stage::aggregate::AggregateArgs),
     /// Upsert window results from the aggregates topic into Cassandra.
     Sink(stage::sink::SinkArgs),
+    /// Time a file through ingest, relay and aggregate on the real backends (`make bench`).
+    BenchE2e(stage::bench_e2e::BenchE2eArgs),
 }
 
 /// Runs a backend stage: JSON logs (for the cluster's log pipeline), and a
@@ -65,5 +67,6 @@ async fn main() -> ExitCode {
         Command::Relay(args) => backend_stage(stage::relay::main(args)).await,
         Command::Aggregate(args) => backend_stage(stage::aggregate::main(args)).await,
         Command::Sink(args) => backend_stage(stage::sink::main(args)).await,
+        Command::BenchE2e(args) => backend_stage(stage::bench_e2e::main(args)).await,
     }
 }

@@ -4,6 +4,7 @@
 
 // Backend stages (issue 4): PostgreSQL → Kafka → windows → Cassandra.
 pub mod aggregate;
+pub mod bench_e2e;
 pub mod ingest;
 pub mod relay;
 pub mod runtime;
