@@ -336,3 +336,25 @@ fn other_group_by_keys() {
     );
     assert!(r.iter().all(|r| r.zone.is_none()));
 }
+
+#[test]
+fn window_configurations_are_checked() {
+    let g = GroupBy::PickupZone;
+    assert!(WindowConfig::hopping(600, 300, 0, g).is_ok());
+    assert!(
+        WindowConfig::hopping(600, 700, 0, g).is_err(),
+        "slide must divide size"
+    );
+    assert!(WindowConfig::hopping(700, 300, 0, g).is_err());
+    assert!(WindowConfig::tumbling(0, 0, g).is_err());
+    let err = WindowConfig::hopping(86_400, 1, 0, g)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than 4096 windows"), "{err}");
+    assert_eq!(
+        WindowConfig::hopping(3_600, 60, 0, g)
+            .unwrap()
+            .windows_per_record(),
+        60
+    );
+}

@@ -31,7 +31,8 @@ use crate::zones::{ZoneError, ZoneLookup};
 /// Arguments of `run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Trip files (Parquet, CSV, saved Open Data JSON) or http(s) URLs, read in order.
+    /// Trip files (Parquet, CSV, saved Open Data JSON), directories of them, or
+    /// http(s) URLs, read in order.
     #[arg(long, short, num_args = 1.., value_name = "PATH|URL")]
     pub input: Vec<String>,
     /// TLC months to fetch from --base-url, e.g. `2024-01..2024-03` (inclusive).
@@ -434,9 +435,42 @@ impl LocalJob {
     }
 }
 
+/// One `--input`: a URL, a file, or a directory whose trip files (Parquet,
+/// CSV, JSON) are read in name order, which for TLC names is month order.
+fn expand_input(s: &str) -> Result<Vec<InputSpec>, RunError> {
+    let spec = InputSpec::parse(s);
+    let InputSpec::Path(dir) = &spec else {
+        return Ok(vec![spec]);
+    };
+    if !dir.is_dir() {
+        return Ok(vec![spec]);
+    }
+    let err = |error| {
+        RunError::Source(SourceError::Io {
+            name: dir.display().to_string(),
+            error,
+        })
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+                    matches!(x.to_ascii_lowercase().as_str(), "parquet" | "csv" | "json")
+                })
+        })
+        .collect();
+    files.sort();
+    Ok(files.into_iter().map(InputSpec::Path).collect())
+}
+
 /// Runs the job described by `args`.
 pub async fn run(args: RunArgs) -> Result<Summary, RunError> {
-    let mut inputs: Vec<InputSpec> = args.input.iter().map(|s| InputSpec::parse(s)).collect();
+    let mut inputs = Vec::new();
+    for s in &args.input {
+        inputs.extend(expand_input(s)?);
+    }
     if let Some(range) = args.months {
         inputs.extend(
             range
@@ -568,5 +602,46 @@ pub async fn main(args: RunArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_keys_parse() {
+        assert_eq!(parse_duration("300"), Ok(300));
+        assert_eq!(parse_duration("5m"), Ok(300));
+        assert_eq!(parse_duration("1h"), Ok(3_600));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        assert!(parse_duration("5 weeks").is_err());
+        assert!(parse_duration("m").is_err());
+        assert_eq!(parse_group_by("pickup-zone"), Ok(GroupBy::PickupZone));
+        assert_eq!(parse_group_by("dropoffZone"), Ok(GroupBy::DropoffZone));
+        assert_eq!(parse_group_by("payment_type"), Ok(GroupBy::PaymentType));
+        assert!(parse_group_by("vendor").is_err());
+        assert_eq!(parse_dataset("Green"), Ok(Dataset::Green));
+        assert!(parse_dataset("fhv").is_err());
+    }
+
+    #[test]
+    fn directories_expand_to_their_trip_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "yellow_tripdata_2024-02.parquet",
+            "notes.txt",
+            "yellow_tripdata_2024-01.csv",
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let specs = expand_input(dir.path().to_str().unwrap()).unwrap();
+        let names: Vec<String> = specs.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), 2);
+        assert!(names[0].ends_with("2024-01.csv") && names[1].ends_with("2024-02.parquet"));
+        assert_eq!(
+            expand_input("https://x/y.parquet").unwrap(),
+            vec![InputSpec::Url("https://x/y.parquet".into())]
+        );
     }
 }

@@ -77,11 +77,20 @@ pub enum WindowError {
     SlideNotDivisor { size: u64, slide: u64 },
     #[error("duration {0} s is too large")]
     TooLarge(u64),
+    #[error(
+        "window size {size} s over slide {slide} s puts each record in more than {MAX_WINDOWS_PER_RECORD} windows"
+    )]
+    TooManyWindows { size: u64, slide: u64 },
     #[error("snapshot version {found} is not supported (expected {expected})")]
     SnapshotVersion { found: u32, expected: u32 },
     #[error("snapshot is inconsistent: {0}")]
     SnapshotInvalid(String),
 }
+
+/// Upper bound on `size / slide`: every open window holds one accumulator
+/// per key, so a 24-hour window sliding by the second would need tens of
+/// thousands of open windows (gigabytes) for no useful result.
+pub const MAX_WINDOWS_PER_RECORD: u64 = 4_096;
 
 /// Window shape, lateness and key. Durations are kept in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +124,12 @@ impl WindowConfig {
         }
         if !size_s.is_multiple_of(slide_s) {
             return Err(WindowError::SlideNotDivisor {
+                size: size_s,
+                slide: slide_s,
+            });
+        }
+        if size_s / slide_s > MAX_WINDOWS_PER_RECORD {
+            return Err(WindowError::TooManyWindows {
                 size: size_s,
                 slide: slide_s,
             });
