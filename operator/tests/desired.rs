@@ -321,7 +321,15 @@ fn a_schedule_moves_ingest_into_a_cron_job_and_keeps_the_relay_running() {
         .spec
         .as_ref()
         .unwrap();
-    assert_eq!(pod.containers[0].args.as_ref().unwrap()[0], "ingest");
+    assert_eq!(
+        pod.containers[0].args.as_ref().unwrap(),
+        &[
+            "ingest",
+            "--config",
+            "/etc/taxistream/worker.yaml",
+            "--exit-when-idle"
+        ]
+    );
 
     // Without a schedule, ingest and relay share the Deployment and no CronJob exists.
     let m = build(&load("minimal.yaml"));
@@ -341,6 +349,30 @@ fn a_schedule_moves_ingest_into_a_cron_job_and_keeps_the_relay_running() {
         .map(|c| c.name)
         .collect();
     assert_eq!(names, vec!["ingest", "relay"]);
+    // Both read worker.yaml; the relay serves its endpoints on its own port.
+    let ingest = typed::<Deployment>(&m, "Deployment")
+        .into_iter()
+        .next()
+        .unwrap();
+    let relay = ingest
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .remove(1);
+    assert_eq!(
+        relay.args.unwrap(),
+        ["relay", "--config", "/etc/taxistream/worker.yaml"]
+    );
+    let env = relay.env.unwrap();
+    let port = env
+        .iter()
+        .find(|e| e.name == "TAXISTREAM_METRICS_PORT")
+        .unwrap();
+    assert_eq!(port.value.as_deref(), Some("9091"));
+    assert_eq!(relay.ports.unwrap()[0].container_port, 9091);
 }
 
 #[test]
@@ -409,8 +441,7 @@ fn config_map_holds_the_worker_contract_and_its_hash_tracks_the_spec() {
         "/var/run/secrets/taxistream/taxistream-postgres/url"
     );
     assert_eq!(worker.metrics_port, 9090);
-    let relay: WorkerConfig = serde_yaml::from_str(&data["relay.yaml"]).unwrap();
-    assert_eq!(relay.metrics_port, 9091);
+    assert_eq!(data.len(), 1, "one file: worker.yaml");
     let serialized =
         serde_yaml::to_string(&children.iter().map(|c| &c.object).collect::<Vec<_>>()).unwrap();
     for secret_word in ["password:", "BEGIN CERTIFICATE", "PRIVATE KEY"] {

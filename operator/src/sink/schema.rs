@@ -14,15 +14,26 @@ use taxistream_crds::sink::{ClusteringOrder, ReplicationStrategy};
 pub const SCHEMA_VERSION: i32 = 1;
 
 /// Columns of the results table after the key, with their CQL types: one
-/// row per closed window (see docs/operator.md, "Results table").
-pub const VALUE_COLUMNS: [(&str, &str); 7] = [
+/// row per closed window, as the sink workers write it
+/// (`taxistream_worker::io::cassandra`; the `results_table_matches_the_sink_workers`
+/// test keeps the two in step).
+pub const VALUE_COLUMNS: [(&str, &str); 16] = [
     ("window_end", "timestamp"),
-    ("cnt", "bigint"),
+    ("group_by", "text"),
+    ("key_name", "text"),
+    ("zone", "text"),
+    ("borough", "text"),
+    ("trips", "bigint"),
+    ("passengers", "bigint"),
+    ("max_passengers", "int"),
     ("sum_fare", "double"),
+    ("sum_tip", "double"),
+    ("sum_tolls", "double"),
     ("sum_total", "double"),
-    ("avg_dist", "double"),
+    ("avg_distance", "double"),
+    ("avg_duration_s", "double"),
+    ("avg_speed_mph", "double"),
     ("avg_tip_ratio", "double"),
-    ("max_pax", "bigint"),
 ];
 
 fn literal(s: &str) -> String {
@@ -211,6 +222,23 @@ mod tests {
         );
         assert!(ddl.contains("default_time_to_live = 86400"), "{ddl}");
         assert!(ddl.contains("avg_tip_ratio double"), "{ddl}");
+    }
+
+    /// `name type` pairs of a CREATE TABLE, key columns included.
+    fn columns(ddl: &str) -> std::collections::BTreeSet<String> {
+        let body = &ddl[ddl.find('(').unwrap() + 1..ddl.find("PRIMARY KEY").unwrap()];
+        body.split(',')
+            .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn results_table_matches_the_sink_workers() {
+        let s = spec();
+        let workers = taxistream_worker::io::cassandra::table_ddl(&s.keyspace.name, &s.table, 0);
+        assert_eq!(columns(&create_table(&s)), columns(&workers));
+        assert!(workers.contains("PRIMARY KEY ((group_key, day), window_start)"));
     }
 
     #[test]

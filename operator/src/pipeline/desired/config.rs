@@ -15,9 +15,6 @@ use taxistream_crds::worker_config::{
 use super::{Inputs, names};
 use crate::error::{Error, Result};
 
-/// Key of the relay's copy of the configuration: the relay runs as a second
-/// container of the ingest pod, so it needs its own metrics port.
-pub const RELAY_CONFIG_KEY: &str = "relay.yaml";
 /// Port of the workers' `/metrics`, `/healthz` and `/readyz`.
 pub const METRICS_PORT: u16 = 9090;
 /// Port of the relay container's endpoints, beside the ingest container.
@@ -106,30 +103,17 @@ pub fn worker_config(
     })
 }
 
-/// The ConfigMap holding `worker.yaml` (and the relay's copy), and the hash
-/// of its contents that pod templates carry.
+/// The ConfigMap holding `worker.yaml`, and the hash of its contents that
+/// pod templates carry.
 pub fn config_map(inputs: &Inputs<'_>, config: &WorkerConfig) -> Result<(ConfigMap, String)> {
-    let render = |c: &WorkerConfig| {
-        serde_yaml::to_string(c).map_err(|source| Error::RenderConfig {
-            pipeline: format!("{}/{}", inputs.namespace, inputs.name),
-            source,
-        })
-    };
-    let worker = render(config)?;
-    let relay = render(&WorkerConfig {
-        metrics_port: RELAY_METRICS_PORT,
-        ..config.clone()
+    let worker = serde_yaml::to_string(config).map_err(|source| Error::RenderConfig {
+        pipeline: format!("{}/{}", inputs.namespace, inputs.name),
+        source,
     })?;
-    let mut hasher = Sha256::new();
-    hasher.update(worker.as_bytes());
-    hasher.update(relay.as_bytes());
-    let hash = short_hash(&hasher.finalize());
+    let hash = short_hash(&Sha256::digest(worker.as_bytes()));
     let cm = ConfigMap {
         metadata: inputs.meta(names::config(&inputs.name), inputs.labels()),
-        data: Some(BTreeMap::from([
-            (CONFIG_KEY.to_owned(), worker),
-            (RELAY_CONFIG_KEY.to_owned(), relay),
-        ])),
+        data: Some(BTreeMap::from([(CONFIG_KEY.to_owned(), worker)])),
         ..ConfigMap::default()
     };
     Ok((cm, hash))

@@ -4,7 +4,6 @@
 use croner::parser::{CronParser, Seconds, Year};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use taxistream_crds::worker_config::CONFIG_KEY;
 
 use super::config::METRICS_PORT;
 use super::security::secret_volumes;
@@ -84,7 +83,8 @@ pub fn cron_job(inputs: &Inputs<'_>, config_hash: &str) -> Option<CronJob> {
         inputs,
         Stage::Ingest,
         "ingest",
-        CONFIG_KEY,
+        // A batch pull ends when its inputs are read.
+        &["--exit-when-idle"],
         METRICS_PORT,
         &secret_mounts,
     );

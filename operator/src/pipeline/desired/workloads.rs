@@ -14,13 +14,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use taxistream_crds::pipeline::StageSpec;
-use taxistream_crds::worker_config::{CONFIG_KEY, CONFIG_PATH};
+use taxistream_crds::worker_config::CONFIG_PATH;
 
-use super::config::{METRICS_PORT, RELAY_CONFIG_KEY, RELAY_METRICS_PORT};
+use super::config::{METRICS_PORT, RELAY_METRICS_PORT};
 use super::security::{container_security_context, pod_security_context, secret_volumes};
 use super::{ANNOTATION_CONFIG_HASH, Inputs, Stage, names};
 
-/// Directory the ConfigMap is mounted at (holds `worker.yaml` and `relay.yaml`).
+/// Directory the ConfigMap is mounted at (holds `worker.yaml`).
 pub const CONFIG_DIR: &str = "/etc/taxistream";
 
 pub fn stage_spec<'a>(inputs: &'a Inputs<'_>, stage: Stage) -> &'a StageSpec {
@@ -78,7 +78,7 @@ pub fn worker_container(
     inputs: &Inputs<'_>,
     stage: Stage,
     subcommand: &str,
-    config_key: &str,
+    extra_args: &[&str],
     port: u16,
     secret_mounts: &[VolumeMount],
 ) -> Container {
@@ -101,20 +101,17 @@ pub fn worker_container(
         },
     ];
     mounts.extend_from_slice(secret_mounts);
-    let config_path = if config_key == CONFIG_KEY {
-        CONFIG_PATH.to_owned()
-    } else {
-        format!("{CONFIG_DIR}/{config_key}")
-    };
+    let mut args = vec![
+        subcommand.to_owned(),
+        "--config".to_owned(),
+        CONFIG_PATH.to_owned(),
+    ];
+    args.extend(extra_args.iter().map(|a| (*a).to_owned()));
     Container {
         name: subcommand.to_owned(),
         image: Some(inputs.image.clone()),
         image_pull_policy: Some(inputs.pipeline.spec.image_pull_policy.as_str().to_owned()),
-        args: Some(vec![
-            subcommand.to_owned(),
-            "--config".to_owned(),
-            config_path,
-        ]),
+        args: Some(args),
         env: Some(vec![
             EnvVar {
                 name: "POD_NAME".to_owned(),
@@ -130,6 +127,12 @@ pub fn worker_container(
             EnvVar {
                 name: "RUST_LOG".to_owned(),
                 value: Some("info".to_owned()),
+                value_from: None,
+            },
+            // The relay shares the ingest pod, so it serves on its own port.
+            EnvVar {
+                name: "TAXISTREAM_METRICS_PORT".to_owned(),
+                value: Some(port.to_string()),
                 value_from: None,
             },
         ]),
@@ -165,7 +168,7 @@ fn containers(inputs: &Inputs<'_>, stage: Stage, mounts: &[VolumeMount]) -> Vec<
                     inputs,
                     stage,
                     "ingest",
-                    CONFIG_KEY,
+                    &[],
                     METRICS_PORT,
                     mounts,
                 ));
@@ -174,7 +177,7 @@ fn containers(inputs: &Inputs<'_>, stage: Stage, mounts: &[VolumeMount]) -> Vec<
                 inputs,
                 stage,
                 "relay",
-                RELAY_CONFIG_KEY,
+                &[],
                 RELAY_METRICS_PORT,
                 mounts,
             ));
@@ -184,7 +187,7 @@ fn containers(inputs: &Inputs<'_>, stage: Stage, mounts: &[VolumeMount]) -> Vec<
             inputs,
             stage,
             "aggregate",
-            CONFIG_KEY,
+            &[],
             METRICS_PORT,
             mounts,
         )],
@@ -192,7 +195,7 @@ fn containers(inputs: &Inputs<'_>, stage: Stage, mounts: &[VolumeMount]) -> Vec<
             inputs,
             stage,
             "sink",
-            CONFIG_KEY,
+            &[],
             METRICS_PORT,
             mounts,
         )],
