@@ -8,6 +8,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// The `controller` label values.
+pub const CONTROLLERS: [&str; 3] = ["pipeline", "topic", "sink"];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
     pub controller: &'static str,
@@ -57,6 +60,14 @@ impl Metrics {
             "Create, apply, patch and delete calls made to the API server or an external system",
             writes.clone(),
         );
+        // Start every controller's series at zero, so dashboards and rate()
+        // see them before the first reconcile.
+        for controller in CONTROLLERS {
+            let labels = ControllerLabels { controller };
+            reconciliations.get_or_create(&labels);
+            writes.get_or_create(&labels);
+            duration.get_or_create(&labels);
+        }
         Self {
             reconciliations,
             failures,
@@ -126,5 +137,6 @@ mod tests {
         ));
         assert!(out.contains("taxistream_operator_reconcile_duration_seconds_count"));
         assert!(out.contains("taxistream_operator_writes_total{controller=\"pipeline\"} 1"));
+        assert!(out.contains("taxistream_operator_reconciliations_total{controller=\"sink\"} 0"));
     }
 }
