@@ -64,9 +64,9 @@ impl Metrics {
         // see them before the first reconcile.
         for controller in CONTROLLERS {
             let labels = ControllerLabels { controller };
-            reconciliations.get_or_create(&labels);
-            writes.get_or_create(&labels);
-            duration.get_or_create(&labels);
+            drop(reconciliations.get_or_create(&labels));
+            drop(writes.get_or_create(&labels));
+            drop(duration.get_or_create(&labels));
         }
         Self {
             reconciliations,
