@@ -57,7 +57,7 @@ fn synthetic(source: &str, n: u64) -> Vec<Trip> {
                 vendor_id: Some(2),
                 pickup,
                 dropoff: pickup + 600_000_000 + (next() % 600_000_000) as i64,
-                passenger_count: if row % 5 == 0 {
+                passenger_count: if row.is_multiple_of(5) {
                     None
                 } else {
                     Some((row % 4) as i32 + 1)
@@ -178,7 +178,7 @@ async fn store(p: &Pipeline) -> PgStore {
 async fn checkpointed_offsets(store: &PgStore) -> i64 {
     sqlx::query_scalar::<_, Option<i64>>(sqlx::AssertSqlSafe(format!(
         "SELECT sum(next_offset)::bigint FROM {}_aggregate_checkpoints",
-        store.table()
+        store.qualified_table()
     )))
     .fetch_one(store.pool())
     .await
@@ -189,7 +189,7 @@ async fn checkpointed_offsets(store: &PgStore) -> i64 {
 async fn relayed(store: &PgStore) -> i64 {
     sqlx::query_scalar::<_, Option<i64>>(sqlx::AssertSqlSafe(format!(
         "SELECT max(last_id) FROM {}_relay_progress",
-        store.table()
+        store.qualified_table()
     )))
     .fetch_one(store.pool())
     .await
@@ -368,6 +368,23 @@ async fn bad_messages_go_to_the_dead_letter_topic_with_reasons() {
         .payload(valid.as_slice())
         .partition(0);
     producer.send(rec, Duration::from_secs(10)).await.unwrap();
+    // A trip three hours behind it in the same partition: late for its window.
+    let mut late_trip = good[2].clone();
+    late_trip.pickup = good[0].pickup - 3 * 3600 * 1_000_000;
+    late_trip.dropoff = late_trip.pickup + 600_000_000;
+    let mut late = Vec::new();
+    codec::encode_trip(
+        &TripMessage {
+            landing_id: 3,
+            trip: late_trip,
+        },
+        &mut late,
+    );
+    let rec = FutureRecord::<str, [u8]>::to(&p.config.topics.trips)
+        .key("7")
+        .payload(late.as_slice())
+        .partition(0);
+    producer.send(rec, Duration::from_secs(10)).await.unwrap();
 
     p.run("aggregate", &["--idle-ms", "2000"]);
     let dlq = p.read_topic(&p.config.topics.dead_letters, 1, Duration::from_secs(2));
@@ -381,6 +398,7 @@ async fn bad_messages_go_to_the_dead_letter_topic_with_reasons() {
         vec![
             "empty",
             "invalid_field",
+            "late",
             "truncated",
             "unknown_version",
             "unknown_version",
@@ -467,7 +485,7 @@ async fn real_sample_lands_idempotently_resumes_and_streams_to_the_in_process_wi
     );
     let dead: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM {}_dead_letters",
-        store.table()
+        store.qualified_table()
     )))
     .fetch_one(store.pool())
     .await
@@ -481,4 +499,102 @@ async fn real_sample_lands_idempotently_resumes_and_streams_to_the_in_process_wi
     p.run("aggregate", &["--idle-ms", "2000"]);
     let (got, _) = emitted(&p);
     assert_same(&expected_with(&trips, lateness), &got);
+}
+
+/// `GET path` on the probe server; (status, body).
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// The probe address a stage logged at start.
+fn probe_addr(p: &Pipeline, stage: &str) -> Option<String> {
+    let logs = p.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("stage starting") && l.contains(&format!("\"stage\":\"{stage}\"")))?;
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let addr = v["fields"]["probe_addr"].as_str()?;
+    Some(addr.replace("0.0.0.0", "127.0.0.1"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_serve_probes_and_metrics_and_sigterm_checkpoints_before_exit() {
+    let Some((db, kafka)) = backends_support::services() else {
+        return;
+    };
+    let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
+    let trips = synthetic("synthetic", 5000);
+    let store = land(&p, &trips).await;
+    p.run("relay", &[]);
+
+    // A long commit interval: only the shutdown path can checkpoint everything.
+    let mut agg = p.spawn("aggregate", &["--commit-interval-ms", "600000"]);
+    let mut addr = None;
+    for _ in 0..200 {
+        addr = probe_addr(&p, "aggregate");
+        if addr.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let addr = addr.expect("aggregate logged its probe address");
+    assert_eq!(http_get(&addr, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(http_get(&addr, "/nope").map(|r| r.0), Some(404));
+    wait_until("readiness", Duration::from_secs(30), || {
+        let addr = addr.clone();
+        async move { http_get(&addr, "/readyz").is_some_and(|r| r.0 == 200) }
+    })
+    .await;
+    let want = format!(
+        "taxistream_records_in_total{{stage=\"aggregate\"}} {}",
+        trips.len()
+    );
+    wait_until("every trip consumed", Duration::from_secs(60), || {
+        let (addr, want) = (addr.clone(), want.clone());
+        async move { http_get(&addr, "/metrics").is_some_and(|r| r.1.contains(&want)) }
+    })
+    .await;
+    let (_, metrics) = http_get(&addr, "/metrics").unwrap();
+    for series in [
+        "taxistream_records_out_total{stage=\"aggregate\"}",
+        "taxistream_window_emit_latency_seconds_count",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
+    assert_eq!(
+        checkpointed_offsets(&store).await,
+        0,
+        "no periodic checkpoint yet"
+    );
+
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &agg.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = wait_timeout(&mut agg, Duration::from_secs(30));
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "aggregate did not exit cleanly: {}",
+        p.logs()
+    );
+    assert_eq!(
+        checkpointed_offsets(&store).await,
+        trips.len() as i64,
+        "the graceful exit checkpointed everything it had consumed"
+    );
+    assert!(
+        !p.logs().contains(":taxistream@"),
+        "a log line shows the database URL"
+    );
 }

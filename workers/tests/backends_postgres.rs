@@ -18,7 +18,7 @@ fn trip(source: &str, row: u64, zone: i32) -> Trip {
         vendor_id: Some(2),
         pickup: 1_738_368_000_000_000 + row as i64 * 1_000_000,
         dropoff: 1_738_368_600_000_000 + row as i64 * 1_000_000,
-        passenger_count: if row % 3 == 0 { None } else { Some(1) },
+        passenger_count: if row.is_multiple_of(3) { None } else { Some(1) },
         trip_distance: 1.5,
         ratecode_id: Some(1),
         store_and_fwd: Some(false),
@@ -88,7 +88,7 @@ async fn landing_is_idempotent_and_the_outbox_reads_in_landing_order() {
     store.land("a.parquet", &[], &rejected, 1001).await.unwrap();
     let dead: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM {}_dead_letters",
-        store.table()
+        store.qualified_table()
     )))
     .fetch_one(store.pool())
     .await

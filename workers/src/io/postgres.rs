@@ -200,7 +200,7 @@ impl PgStore {
     }
 
     /// `schema.table` of the landing table.
-    pub fn table(&self) -> &str {
+    pub fn qualified_table(&self) -> &str {
         &self.qualified
     }
 

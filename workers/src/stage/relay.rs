@@ -230,3 +230,28 @@ pub async fn main(args: RelayArgs) -> Result<(), StageError> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_waits_for_event_time_over_speedup_and_never_backwards() {
+        let mut p = Pacer {
+            speedup: 60.0,
+            origin: None,
+            high: Micros::MIN,
+        };
+        let t0 = 1_738_368_000_000_000;
+        assert!(p.delay(t0).is_zero());
+        // Ten event minutes later is ten wall seconds later at 60x.
+        let d = p.delay(t0 + 600 * MICROS_PER_SECOND);
+        assert!(
+            d > Duration::from_millis(9_900) && d <= Duration::from_secs(10),
+            "{d:?}"
+        );
+        // A record a minute behind the newest does not pull the schedule back.
+        let e = p.delay(t0 + 540 * MICROS_PER_SECOND);
+        assert!(e > Duration::from_millis(9_800), "{e:?}");
+    }
+}
