@@ -265,28 +265,33 @@ def operator_cli() -> tuple[set[str], set[str]]:
     return flags, env_vars
 
 
-def documented_rules(problems: Problems) -> set[tuple[str, str, str]]:
-    """The (apiGroup, resource, verb) triples docs/operator.md documents.
+Triples = set[tuple[str, str, str]]
+
+
+def documented_rules(problems: Problems) -> tuple[Triples, Triples]:
+    """The (apiGroup, resource, verb) triples docs/operator.md documents:
+    (everywhere the operator watches, only in the operator's own namespace).
 
     The section is a Markdown table whose header names the columns API group,
     Resources and Verbs; cells may list several comma-separated values in
-    backticks, and the core group is written `""` or core.
+    backticks, and the core group is written `""` or core. A resource cell that
+    says "operator's namespace" (the leader-election Lease) is granted there only.
     """
     if not RBAC_DOC.exists():
         problems.add(rel(RBAC_DOC), "missing; it must document the operator's RBAC")
-        return set()
+        return set(), set()
     text = RBAC_DOC.read_text()
     start = text.find(RBAC_HEADING + "\n")
     if start < 0:
         problems.add(rel(RBAC_DOC), f"no section {RBAC_HEADING!r}")
-        return set()
+        return set(), set()
     section = text[start + len(RBAC_HEADING):]
     end = re.search(r"^#{1,2} ", section, re.M)
     section = section[: end.start()] if end else section
     rows = [line.strip() for line in section.splitlines() if line.strip().startswith("|")]
     if len(rows) < 3:
         problems.add(rel(RBAC_DOC), f"section {RBAC_HEADING!r} has no table")
-        return set()
+        return set(), set()
 
     def cells(row: str) -> list[str]:
         return [c.strip() for c in row.strip("|").split("|")]
@@ -298,7 +303,7 @@ def documented_rules(problems: Problems) -> set[tuple[str, str, str]]:
         vi = next(i for i, h in enumerate(header) if "verb" in h)
     except StopIteration:
         problems.add(rel(RBAC_DOC), f"table header {rows[0]!r} lacks API group / Resources / Verbs columns")
-        return set()
+        return set(), set()
 
     def values(cell: str) -> list[str]:
         ticked = re.findall(r"`([^`]*)`", cell)
@@ -313,18 +318,25 @@ def documented_rules(problems: Problems) -> set[tuple[str, str, str]]:
                     out.append(part)
         return out
 
-    triples = set()
+    general: Triples = set()
+    local: Triples = set()
     for row in rows[2:]:
         c = cells(row)
         if len(c) <= max(gi, ri, vi):
             problems.add(rel(RBAC_DOC), f"short table row {row!r}")
             continue
+        target = local if "operator's namespace" in c[ri] or "own namespace" in c[ri] else general
         groups = values(c[gi]) or [""]
         for g in groups:
             for r in values(c[ri]):
                 for v in values(c[vi]):
-                    triples.add((g, r, v))
-    return triples
+                    target.add((g, r, v))
+    return general, local
+
+
+def release_namespace(docs: list[dict]) -> str | None:
+    """The namespace the operator Deployment is rendered into."""
+    return next((d["metadata"].get("namespace") for d in docs if d["kind"] == "Deployment"), None)
 
 
 def fmt_rules(triples: set[tuple[str, str, str]]) -> str:
@@ -443,7 +455,10 @@ def cmd_chart(rendered: Path, mode: str) -> None:
                     )
     # Every child kind is applied (server-side apply needs create and patch), and the
     # workers' Role grants nothing the operator lacks (RBAC forbids escalation).
-    operator_rules = set().union(*(rules_of(r) for r in (by_kind.get("ClusterRole") or by_kind.get("Role") or [])))
+    operator_rules = set().union(*(
+        rules_of(r) for r in (by_kind.get("ClusterRole") or by_kind.get("Role") or [])
+        if not r["metadata"]["name"].endswith("-leader-election")
+    ))
     for d in children:
         group = d["apiVersion"].rpartition("/")[0]
         resource = d["kind"].lower() + "s"
@@ -479,49 +494,64 @@ def cmd_chart(rendered: Path, mode: str) -> None:
                     problems.add(f"ConfigMap {cm['metadata']['name']}", f"{key} is not JSON: {e}")
 
     # RBAC: exactly what the operator documents that it uses, no more, no less.
-    documented = documented_rules(problems)
+    documented, documented_local = documented_rules(problems)
+    lease_roles = [r for r in by_kind.get("Role", []) if r["metadata"]["name"].endswith("-leader-election")]
     if mode == "cluster":
         roles = by_kind.get("ClusterRole", [])
-        if by_kind.get("Role"):
-            problems.add("Role", "cluster mode renders no namespaced Roles")
-        bindings = by_kind.get("ClusterRoleBinding", [])
+        if len(by_kind.get("Role", [])) != len(lease_roles):
+            problems.add("Role", "cluster mode renders no namespaced Roles but the Lease's")
+        bindings = [*by_kind.get("ClusterRoleBinding", []), *by_kind.get("RoleBinding", [])]
     else:
-        roles = [r for r in by_kind.get("Role", []) if not r["metadata"]["name"].endswith("-leader-election")]
+        roles = [r for r in by_kind.get("Role", []) if r not in lease_roles]
         if by_kind.get("ClusterRole"):
             problems.add("ClusterRole", "watchNamespaces is set, yet a ClusterRole is rendered")
         bindings = by_kind.get("RoleBinding", [])
     if not roles:
         problems.add("RBAC", f"no {'ClusterRole' if mode == 'cluster' else 'Role'} rendered")
-    for role in roles:
+    election = any(a == "--lease-name" or a.startswith("--lease-name=") for d in deployments
+                   for a in d["spec"]["template"]["spec"]["containers"][0].get("args") or [])
+    if election and len(lease_roles) != 1:
+        problems.add("RBAC", f"leader election is on: expected one leader-election Role, found {len(lease_roles)}")
+    sa_names = {s["metadata"]["name"] for s in by_kind.get("ServiceAccount", [])}
+    for role in [*roles, *lease_roles]:
         where = f"{role['kind']} {role['metadata'].get('namespace', '')}/{role['metadata']['name']}"
         granted = rules_of(role)
-        if documented and granted != documented:
-            extra, missing = granted - documented, documented - granted
+        expected = documented_local if role in lease_roles else documented
+        if role in lease_roles and role["metadata"].get("namespace") != release_namespace(docs):
+            problems.add(where, "the Lease Role belongs in the release namespace")
+        if expected and granted != expected:
+            extra, missing = granted - expected, expected - granted
             if extra:
-                problems.add(where, f"grants more than {rel(RBAC_DOC)} documents: {fmt_rules(extra)}")
+                hint = ""
+                if all(v == "create" and (g, r, "patch") in expected for g, r, v in extra):
+                    hint = (
+                        " (the operator creates these by server-side apply, which the API server"
+                        " authorizes as `create`: k8s.io/apiserver endpoints/handlers/patch.go;"
+                        f" {rel(RBAC_DOC)} must list `create` for them)"
+                    )
+                problems.add(where, f"grants more than {rel(RBAC_DOC)} documents: {fmt_rules(extra)}{hint}")
             if missing:
                 problems.add(where, f"lacks what {rel(RBAC_DOC)} documents: {fmt_rules(missing)}")
         if any(g == "*" or r == "*" or v in ("*", "escalate", "bind", "impersonate") for g, r, v in granted):
             problems.add(where, "wildcards, escalate, bind and impersonate are never needed")
         bound = [
             b for b in bindings
-            if b["roleRef"]["name"] == role["metadata"]["name"]
+            if b["roleRef"]["kind"] == role["kind"] and b["roleRef"]["name"] == role["metadata"]["name"]
             and b["metadata"].get("namespace") == role["metadata"].get("namespace")
         ]
         if not bound:
             problems.add(where, "is bound to nothing")
-        sa_names = {s["metadata"]["name"] for s in by_kind.get("ServiceAccount", [])}
         for b in bound:
-            for s in b.get("subjects") or []:
-                if s.get("kind") != "ServiceAccount" or (sa_names and s.get("name") not in sa_names):
-                    problems.add(f"{b['kind']} {b['metadata']['name']}", f"binds unexpected subject {s}")
+            for subject in b.get("subjects") or []:
+                if subject.get("kind") != "ServiceAccount" or (sa_names and subject.get("name") not in sa_names):
+                    problems.add(f"{b['kind']} {b['metadata']['name']}", f"binds unexpected subject {subject}")
     if mode == "namespaced":
         namespaces = sorted(r["metadata"].get("namespace") for r in roles)
         if len(set(namespaces)) != len(namespaces):
             problems.add("Role", f"duplicate Roles in {namespaces}")
     problems.finish(
         f"{len(docs)} objects; restricted pods, probes; {len(roles)} {mode} role(s) grant exactly the "
-        f"{len(documented)} documented (group, resource, verb) triples"
+        f"{len(documented)} + {len(documented_local)} (Lease) documented (group, resource, verb) triples"
         + ("; the PodMonitor selects the operator's worker pods" if by_kind.get("PodMonitor") else "")
     )
 

@@ -62,45 +62,54 @@ app.kubernetes.io/component: operator
 {{/*
 The API access the operator needs, and nothing more: docs/operator.md, section
 "RBAC the operator needs", lists each rule with the code that uses it, and
-scripts/check-manifests.sh fails when the two differ.
+scripts/check-manifests.sh fails when the chart and that list differ.
+Children are written by server-side apply, and the API server authorizes an
+apply that creates an object as `create`, so the applied kinds need
+create as well as patch.
 */}}
 {{- define "taxistream.rules" -}}
-# Its own resources: watched, finalizers added and removed.
+# Its own kinds: watched; finalizers added and removed by JSON patch; a
+# pipeline reads the KafkaTopics and CassandraSink it names.
 - apiGroups: ["taxistream.dev"]
   resources: ["taxipipelines", "kafkatopics", "cassandrasinks"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["taxistream.dev"]
   resources: ["taxipipelines/status", "kafkatopics/status", "cassandrasinks/status"]
-  verbs: ["get", "patch", "update"]
-# Owner references with blockOwnerDeletion need update on the owner's finalizers.
+  verbs: ["patch"]
+# Owner references with blockOwnerDeletion on a pipeline's children.
 - apiGroups: ["taxistream.dev"]
-  resources: ["taxipipelines/finalizers", "kafkatopics/finalizers", "cassandrasinks/finalizers"]
+  resources: ["taxipipelines/finalizers"]
   verbs: ["update"]
-# A pipeline's children, applied server-side and garbage-collected through owner references.
-- apiGroups: [""]
-  resources: ["configmaps", "secrets", "serviceaccounts", "services"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# A pipeline's children, applied server-side; the Deployments are watched for replica counts.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["autoscaling"]
-  resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["policy"]
-  resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["batch"]
-  resources: ["cronjobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# Secrets: the pipeline's TLS Secrets, and reading the user's connection Secrets.
+- apiGroups: [""]
+  resources: ["configmaps", "secrets", "serviceaccounts", "services"]
+  verbs: ["get", "create", "patch"]
+# The per-pipeline Role grants only what this role holds (RBAC forbids escalation).
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "create", "patch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch"]
+# Deleted when autoscaling is turned off, or the schedule removed.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
-# The operator's leader-election Lease, and the lease rights the workers'
-# per-pipeline Role grants (RBAC lets nobody grant what they do not hold).
+{{- end -}}
+
+{{/* The leader-election Lease, in the release namespace only. */}}
+{{- define "taxistream.leaseRules" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "list", "watch", "create", "update", "patch"]
+  verbs: ["get", "create", "patch"]
 {{- end -}}
