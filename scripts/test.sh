@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/env.sh
 
+# Packaging: chart, CRD examples, Dockerfiles, dashboard. Seconds, no services.
+bash scripts/check-manifests.sh
+
 # PostgreSQL and the Kafka broker for the worker integration tests; the tests
 # read DATABASE_URL and KAFKA_BOOTSTRAP.
 trap 'bash scripts/services.sh down' EXIT
