@@ -579,3 +579,47 @@ async fn a_child_owned_by_someone_else_is_left_alone_and_reported() {
     assert_eq!(condition(status, "WorkersAvailable")["status"], "False");
     assert_eq!(seen.last().unwrap().body["reason"], "ChildConflict");
 }
+
+#[tokio::test]
+async fn out_of_band_edits_to_a_child_are_reverted() {
+    let objects = fixture();
+    let created = create(&objects).await;
+    let status_path = format!("{API}/taxipipelines/demo/status");
+    let mut p = pipeline(&objects, true);
+    p.status =
+        serde_json::from_value(find(&created, Method::PATCH, &status_path).body["status"].clone())
+            .unwrap();
+    let mut script = settled_reads(&objects, &created);
+    script.push(Expect::apply_status(
+        status_path.clone(),
+        object(&objects, "TaxiPipeline", "demo"),
+    ));
+    script.push(Expect::event(NS));
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p.clone()), ctx)).await;
+    result.unwrap();
+    p.status =
+        serde_json::from_value(find(&seen, Method::PATCH, &status_path).body["status"].clone())
+            .unwrap();
+
+    // Someone ran `kubectl scale deployment demo-sink --replicas=5`.
+    let sink = CHILDREN[6];
+    let mut scaled = live(&created, sink);
+    scaled["spec"]["replicas"] = json!(5);
+    let mut script = settled_reads(&objects, &created);
+    let at = script.iter().position(|e| e.path == sink).unwrap();
+    script[at] = Expect::get(sink, Some(scaled));
+    // The server answers with the reverted Deployment, rolled out.
+    script.insert(at + 1, Expect::patch(sink, live(&created, sink)));
+    script.push(Expect::event(NS));
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    let revert = find(&seen, Method::PATCH, sink);
+    assert_eq!(revert.content_type, "application/apply-patch+yaml");
+    assert_eq!(revert.body["spec"]["replicas"], 1);
+    assert_eq!(
+        seen.last().unwrap().body["note"],
+        "applied Deployment/demo-sink"
+    );
+}

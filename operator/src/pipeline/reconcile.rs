@@ -322,8 +322,16 @@ async fn apply_child(
         if !controlled_by_us(&live.metadata, inputs) {
             return Ok(Applied::Conflict(child.describe()));
         }
-        if live.annotations().get(ANNOTATION_APPLIED_HASH) == Some(&hash) {
+        let live_json = serde_json::to_value(&live).map_err(|source| Error::Encode {
+            what: child.describe(),
+            source,
+        })?;
+        let drift = desired::drift::drifted(&child.resource.kind, &child.object, &live_json);
+        if live.annotations().get(ANNOTATION_APPLIED_HASH) == Some(&hash) && drift.is_empty() {
             return Ok(Applied::Object(Box::new(live)));
+        }
+        if !drift.is_empty() {
+            tracing::info!(child = %child.describe(), ?drift, "reverting out-of-band changes");
         }
     }
     // Force: these objects are ours alone (controller owner reference checked above).

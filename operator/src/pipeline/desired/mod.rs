@@ -6,6 +6,7 @@
 
 pub mod autoscaling;
 pub mod config;
+pub mod drift;
 pub mod rbac;
 pub mod schedule;
 pub mod security;
