@@ -65,6 +65,7 @@ def rel(path: Path) -> str:
 
 # --- CRD schemas -------------------------------------------------------------
 
+
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
@@ -132,6 +133,7 @@ def cmd_crd_schemas(out: Path) -> None:
 
 # --- examples ----------------------------------------------------------------
 
+
 def cmd_split_examples(out: Path) -> None:
     """Writes custom resources to OUT/cr/<Kind>/ and other objects to OUT/builtin.yaml."""
     problems = Problems("split-examples")
@@ -168,6 +170,7 @@ def cmd_split_examples(out: Path) -> None:
 
 
 # --- the rendered chart --------------------------------------------------------
+
 
 def pod_specs(doc: dict):
     """(name, pod spec) of every pod template in a workload object."""
@@ -343,15 +346,9 @@ def fmt_rules(triples: set[tuple[str, str, str]]) -> str:
     return ", ".join(f"{g or 'core'}/{r}:{v}" for g, r, v in sorted(triples))
 
 
-def cmd_chart(rendered: Path, mode: str) -> None:
-    """mode: `cluster` (ClusterRole expected) or `namespaced` (Roles per watched namespace)."""
-    problems = Problems(f"chart ({rendered.name})")
-    docs = load_docs(rendered)
-    by_kind: dict[str, list[dict]] = {}
-    for d in docs:
-        by_kind.setdefault(d["kind"], []).append(d)
-
-    # Every pod the chart runs meets the restricted standard; the operator in particular:
+def check_operator_deployment(docs: list[dict], by_kind: dict, problems: Problems) -> list[dict]:
+    """Every pod the chart runs meets the restricted standard; the operator's also
+    has a read-only root, its probes, requests, and the arguments it needs."""
     deployments = by_kind.get("Deployment", [])
     if len(deployments) != 1:
         problems.add("Deployment", f"expected one operator Deployment, found {len(deployments)}")
@@ -390,8 +387,11 @@ def cmd_chart(rendered: Path, mode: str) -> None:
         )
         if not svc_ok:
             problems.add(where, "no Service selects its pods on the metrics port")
+    return deployments
 
-    # Monitoring objects are not in kubernetes-validate's schemas: check their shape here.
+
+def check_monitor_shapes(by_kind: dict, problems: Problems) -> None:
+    """Monitoring objects are not in kubernetes-validate's schemas: check their shape here."""
     for kind, endpoints in (("ServiceMonitor", "endpoints"), ("PodMonitor", "podMetricsEndpoints")):
         for m in by_kind.get(kind, []):
             where = f"{kind} {m['metadata']['name']}"
@@ -403,9 +403,12 @@ def cmd_chart(rendered: Path, mode: str) -> None:
             eps = spec.get(endpoints) or []
             if not eps or not all(e.get("port") and e.get("path") == "/metrics" for e in eps):
                 problems.add(where, f"{endpoints} must name a port and path /metrics")
-    # What the operator creates (its golden snapshots) against what the chart
-    # assumes: the PodMonitor finds the worker pods, and the dashboard's `pipeline` label.
-    children = operator_children(problems)
+
+
+def check_worker_monitoring(by_kind: dict, children: list[dict], problems: Problems) -> None:
+    """What the operator creates (its golden snapshots) against what the chart
+    assumes: the PodMonitor finds the worker pods and adds the labels the
+    dashboard and the HPAs' external metric select by."""
     worker_pods = [
         (d, pod) for d in children for pod in pod_specs(d)
     ]
@@ -453,8 +456,11 @@ def cmd_chart(rendered: Path, mode: str) -> None:
                         f"HPA {d['metadata']['name']}",
                         f"selects {ext['metric'].get('name')} by {sorted(labels - provided)}, which the PodMonitor does not add",
                     )
-    # Every child kind is applied (server-side apply needs create and patch), and the
-    # workers' Role grants nothing the operator lacks (RBAC forbids escalation).
+
+
+def check_operator_can_apply(by_kind: dict, children: list[dict], problems: Problems) -> None:
+    """Every child kind is applied (server-side apply needs create and patch), and the
+    workers' Role grants nothing the operator lacks (RBAC forbids escalation)."""
     operator_rules = set().union(*(
         rules_of(r) for r in (by_kind.get("ClusterRole") or by_kind.get("Role") or [])
         if not r["metadata"]["name"].endswith("-leader-election")
@@ -473,7 +479,9 @@ def cmd_chart(rendered: Path, mode: str) -> None:
                             if (g, r, v) not in operator_rules:
                                 problems.add("RBAC", f"worker Role {d['metadata']['name']} grants {g or 'core'}/{r}:{v}, which the operator lacks, so it cannot create the Role")
 
-    # The operator's flags and environment, as its clap definition spells them.
+
+def check_operator_cli(deployments: list[dict], problems: Problems) -> None:
+    """The operator's flags and environment, as its clap definition spells them."""
     flags, env_vars = operator_cli()
     for dep in deployments:
         c = dep["spec"]["template"]["spec"]["containers"][0]
@@ -484,6 +492,10 @@ def cmd_chart(rendered: Path, mode: str) -> None:
         for e in c.get("env") or []:
             if e["name"] in ("POD_NAME", "POD_NAMESPACE") and e["name"] not in env_vars:
                 problems.add(f"Deployment {dep['metadata']['name']}", f"sets {e['name']}, which the operator does not read")
+
+
+def check_dashboard_configmaps(by_kind: dict, problems: Problems) -> None:
+    """Dashboard ConfigMaps hold JSON with panels."""
     for cm in by_kind.get("ConfigMap", []):
         for key, value in (cm.get("data") or {}).items():
             if key.endswith(".json"):
@@ -493,7 +505,12 @@ def cmd_chart(rendered: Path, mode: str) -> None:
                 except json.JSONDecodeError as e:
                     problems.add(f"ConfigMap {cm['metadata']['name']}", f"{key} is not JSON: {e}")
 
-    # RBAC: exactly what the operator documents that it uses, no more, no less.
+
+def check_rbac(
+    docs: list[dict], by_kind: dict, deployments: list[dict], mode: str, problems: Problems
+) -> tuple[int, int, int]:
+    """Exactly what the operator documents that it uses, no more, no less:
+    (roles checked, documented triples, documented Lease triples)."""
     documented, documented_local = documented_rules(problems)
     lease_roles = [r for r in by_kind.get("Role", []) if r["metadata"]["name"].endswith("-leader-election")]
     if mode == "cluster":
@@ -549,9 +566,27 @@ def cmd_chart(rendered: Path, mode: str) -> None:
         namespaces = sorted(r["metadata"].get("namespace") for r in roles)
         if len(set(namespaces)) != len(namespaces):
             problems.add("Role", f"duplicate Roles in {namespaces}")
+    return len(roles), len(documented), len(documented_local)
+
+
+def cmd_chart(rendered: Path, mode: str) -> None:
+    """mode: `cluster` (ClusterRole expected) or `namespaced` (Roles per watched namespace)."""
+    problems = Problems(f"chart ({rendered.name})")
+    docs = load_docs(rendered)
+    by_kind: dict[str, list[dict]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    children = operator_children(problems)
+    deployments = check_operator_deployment(docs, by_kind, problems)
+    check_monitor_shapes(by_kind, problems)
+    check_worker_monitoring(by_kind, children, problems)
+    check_operator_can_apply(by_kind, children, problems)
+    check_operator_cli(deployments, problems)
+    check_dashboard_configmaps(by_kind, problems)
+    n_roles, n_documented, n_local = check_rbac(docs, by_kind, deployments, mode, problems)
     problems.finish(
-        f"{len(docs)} objects; restricted pods, probes; {len(roles)} {mode} role(s) grant exactly the "
-        f"{len(documented)} + {len(documented_local)} (Lease) documented (group, resource, verb) triples"
+        f"{len(docs)} objects; restricted pods, probes; {n_roles} {mode} role(s) grant exactly the "
+        f"{n_documented} + {n_local} (Lease) documented (group, resource, verb) triples"
         + ("; the PodMonitor selects the operator's worker pods" if by_kind.get("PodMonitor") else "")
     )
 
@@ -596,6 +631,7 @@ def worker_subcommands() -> set[str]:
 
 
 # --- Dockerfiles -------------------------------------------------------------
+
 
 def dockerfile_instructions(path: Path) -> list[tuple[int, str, str]]:
     """(line, INSTRUCTION, arguments) with continuations joined and comments dropped."""
@@ -775,6 +811,7 @@ def cmd_dockerfiles() -> None:
 
 # --- Grafana dashboard ---------------------------------------------------------
 
+
 def registered_metrics() -> set[str]:
     """Metric names the Rust code registers with prometheus-client, with their prefixes."""
     names = set()
@@ -818,6 +855,7 @@ def cmd_dashboard() -> None:
 
 
 # --- values.yaml ---------------------------------------------------------------
+
 
 def cmd_values() -> None:
     """Every value in values.yaml has a comment, and ci/all-options-values.yaml sets
