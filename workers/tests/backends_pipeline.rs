@@ -598,3 +598,40 @@ async fn stages_serve_probes_and_metrics_and_sigterm_checkpoints_before_exit() {
         "a log line shows the database URL"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingest_replicas_share_the_sources_and_land_each_row_once() {
+    let Some((db, kafka)) = backends_support::services() else {
+        return;
+    };
+    let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
+    let a = backends_support::sample("yellow_tripdata_2025-01_head.parquet");
+    let b = backends_support::sample("yellow_tripdata_2020-01_head.csv");
+    let (ta, ra) = valid_rows(&a);
+    let (tb, rb) = valid_rows(&b);
+    let (a, b) = (
+        backends_support::path_str(&a),
+        backends_support::path_str(&b),
+    );
+    let args = ["--exit-when-idle", "--input", &a, "--input", &b];
+    let mut one = p.spawn("ingest", &args);
+    let mut two = p.spawn("ingest", &args);
+    for child in [&mut one, &mut two] {
+        let status = wait_timeout(child, Duration::from_secs(120));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "ingest failed: {}",
+            p.logs()
+        );
+    }
+    let store = store(&p).await;
+    assert_eq!(store.count().await.unwrap() as usize, ta.len() + tb.len());
+    let dead: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {}_dead_letters",
+        store.qualified_table()
+    )))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(dead as usize, ra + rb);
+}

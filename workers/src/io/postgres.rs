@@ -17,7 +17,7 @@ use std::str::FromStr;
 
 use sqlx::migrate::{Migration, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
-use sqlx::{AssertSqlSafe, Postgres, Row, SqlSafeStr, Transaction};
+use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, Postgres, Row, SqlSafeStr, Transaction};
 use taxistream_crds::pipeline::{Dataset, PgSslMode as SslMode};
 
 use crate::config::Secret;
@@ -103,6 +103,8 @@ pub struct OutboxRow {
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// For sessions outside the pool (source locks).
+    options: PgConnectOptions,
     schema: String,
     table: String,
     /// `schema.table`
@@ -134,11 +136,12 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(std::time::Duration::from_secs(30))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(PgError::Connect)?;
         let store = Self {
             pool,
+            options: opts,
             qualified: format!("{}.{}", settings.schema, settings.table),
             schema: settings.schema.clone(),
             table: settings.table.clone(),
@@ -315,6 +318,35 @@ impl PgStore {
         })
     }
 
+    /// Claims `source` for this process with a session-level advisory lock,
+    /// so ingest replicas work on different sources at the same time. With
+    /// `wait`, blocks until the current holder is done; without, returns
+    /// `None` when another replica holds it. The claim ends when the
+    /// returned lock is dropped (or the process dies: the session closes).
+    pub async fn claim_source(
+        &self,
+        source: &str,
+        wait: bool,
+    ) -> Result<Option<SourceClaim>, PgError> {
+        let mut conn = self.options.connect().await.map_err(PgError::Connect)?;
+        let key = format!("taxistream.ingest.{}.{source}", self.qualified);
+        let got = if wait {
+            sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+                .bind(&key)
+                .execute(&mut conn)
+                .await
+                .map_err(self.query_err("wait for source claim"))?;
+            true
+        } else {
+            sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock(hashtext($1))")
+                .bind(&key)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(self.query_err("claim source"))?
+        };
+        Ok(got.then_some(SourceClaim { _session: conn }))
+    }
+
     /// Opens the relay's transaction: locks its progress row (so a second
     /// relay replica waits as a standby) and returns the last published id.
     pub async fn begin_relay(&self, relay: &str) -> Result<RelayTx, PgError> {
@@ -428,6 +460,12 @@ impl PgStore {
             .await
             .map_err(self.query_err("commit checkpoints"))
     }
+}
+
+/// A source claimed by [`PgStore::claim_source`]; dropping it closes the
+/// session that holds the lock.
+pub struct SourceClaim {
+    _session: PgConnection,
 }
 
 /// The relay's open transaction over its progress row.

@@ -82,12 +82,7 @@ async fn ingest_source(
     shutdown: &Shutdown,
     stats: &mut IngestStats,
 ) -> Result<(), StageError> {
-    let (from_row, completed) = store.progress(input).await?.unwrap_or((0, false));
-    if completed {
-        tracing::info!(source = input, "already landed; skipping");
-        stats.skipped_sources += 1;
-        return Ok(());
-    }
+    let from_row = store.progress(input).await?.map_or(0, |(next, _)| next);
     if from_row > 0 {
         tracing::info!(source = input, from_row, "resuming");
     }
@@ -184,32 +179,42 @@ async fn ingest_source(
     Ok(())
 }
 
-/// Lands every input in order; URLs are downloaded first (with retries).
-pub async fn ingest(
-    store: &PgStore,
-    inputs: &[String],
+/// One ingest run over a list of inputs.
+struct Landing<'a> {
+    store: &'a PgStore,
     dataset: Dataset,
-    download_dir: &Path,
-    metrics: &Metrics,
-    shutdown: &Shutdown,
-) -> Result<IngestStats, StageError> {
-    let mut stats = IngestStats::default();
-    let mut downloader = None;
-    for input in inputs {
-        if shutdown.requested() {
-            break;
-        }
+    download_dir: &'a Path,
+    downloader: Option<Downloader>,
+    metrics: &'a Metrics,
+    shutdown: &'a Shutdown,
+    stats: IngestStats,
+}
+
+impl Landing<'_> {
+    /// Claims `input` (waiting for another replica's claim with `wait`),
+    /// downloads it if it is a URL, and lands it unless it is complete.
+    /// Returns false when another replica holds it and `wait` is false.
+    async fn claim_and_land(&mut self, input: &str, wait: bool) -> Result<bool, StageError> {
         let spec = InputSpec::parse(input);
         let name = spec.name();
-        if store.progress(&name).await?.is_some_and(|(_, done)| done) {
+        let Some(_claim) = self.store.claim_source(&name, wait).await? else {
+            tracing::info!(source = %name, "another replica is landing it; coming back later");
+            return Ok(false);
+        };
+        if self
+            .store
+            .progress(&name)
+            .await?
+            .is_some_and(|(_, done)| done)
+        {
             tracing::info!(source = %name, "already landed; skipping");
-            stats.skipped_sources += 1;
-            continue;
+            self.stats.skipped_sources += 1;
+            return Ok(true);
         }
         let path = match spec {
             InputSpec::Path(p) => p,
             InputSpec::Url(url) => {
-                let dl = match &downloader {
+                let dl = match &mut self.downloader {
                     Some(d) => d,
                     None => {
                         let client =
@@ -217,9 +222,9 @@ pub async fn ingest(
                                 what: "http client",
                                 detail: e.to_string(),
                             })?;
-                        downloader.insert(Downloader::new(
+                        self.downloader.insert(Downloader::new(
                             client,
-                            download_dir.to_owned(),
+                            self.download_dir.to_owned(),
                             RetryPolicy::default(),
                         ))
                     }
@@ -228,16 +233,64 @@ pub async fn ingest(
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(source = %url, error = %e, "download failed");
-                        metrics.dead_letter("source_error");
-                        stats.failed.push(e.to_string());
-                        continue;
+                        self.metrics.dead_letter("source_error");
+                        self.stats.failed.push(e.to_string());
+                        return Ok(true);
                     }
                 }
             }
         };
-        ingest_source(store, &name, path, dataset, metrics, shutdown, &mut stats).await?;
+        ingest_source(
+            self.store,
+            &name,
+            path,
+            self.dataset,
+            self.metrics,
+            self.shutdown,
+            &mut self.stats,
+        )
+        .await?;
+        Ok(true)
     }
-    Ok(stats)
+}
+
+/// Lands every input in order; URLs are downloaded first (with retries).
+/// Replicas share the work: each source is claimed by one of them at a
+/// time, and a replica that finds a source claimed comes back to it at the
+/// end (by then it is usually complete and skipped).
+pub async fn ingest(
+    store: &PgStore,
+    inputs: &[String],
+    dataset: Dataset,
+    download_dir: &Path,
+    metrics: &Metrics,
+    shutdown: &Shutdown,
+) -> Result<IngestStats, StageError> {
+    let mut run = Landing {
+        store,
+        dataset,
+        download_dir,
+        downloader: None,
+        metrics,
+        shutdown,
+        stats: IngestStats::default(),
+    };
+    let mut deferred = Vec::new();
+    for input in inputs {
+        if shutdown.requested() {
+            break;
+        }
+        if !run.claim_and_land(input, false).await? {
+            deferred.push(input);
+        }
+    }
+    for input in deferred {
+        if shutdown.requested() {
+            break;
+        }
+        run.claim_and_land(input, true).await?;
+    }
+    Ok(run.stats)
 }
 
 /// Entry point of `taxistream-worker ingest`.
