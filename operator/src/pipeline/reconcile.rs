@@ -36,6 +36,8 @@ pub const FINALIZER: &str = "taxistream.dev/pipeline";
 const CONTROLLER: &str = "pipeline";
 /// Periodic re-check: certificate renewal and drift of children.
 const RESYNC: Duration = Duration::from_secs(300);
+/// Re-check for a referenced Secret that does not exist yet.
+const SECRET_RECHECK: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(pipeline: Arc<TaxiPipeline>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
@@ -146,52 +148,16 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
         match config::worker_config(&inputs) {
             Err(e) => observed.invalid = Some(("InvalidSource", format!("spec.source: {e}"))),
             Ok(worker_config) => {
-                let (config_map, hash) = config::config_map(&inputs, &worker_config)?;
-                observed.missing_secrets = missing_secrets(ctx, &inputs).await?;
-                let mut conflicts = Vec::new();
-                let (tls_status, event) =
-                    ensure_tls(ctx, &inputs, pipeline, now, &mut written, &mut conflicts).await?;
-                tls_event = event;
-                observed.tls = tls_status;
-                observed.config_hash = Some(hash.clone());
-                let children = desired::build_all(&inputs, &hash, &config_map)?;
-                let wanted: Vec<(String, String)> = children
-                    .iter()
-                    .map(|c| (c.resource.kind.clone(), c.name.clone()))
-                    .collect();
-                let mut deployments = Vec::new();
-                for child in children {
-                    let is_deployment = child.resource.kind == "Deployment";
-                    let name = child.name.clone();
-                    match apply_child(ctx, &inputs, child, &mut written).await? {
-                        Applied::Object(obj) if is_deployment => {
-                            let d: Deployment =
-                                obj.try_parse().map_err(|source| Error::Decode {
-                                    what: format!("Deployment {name}"),
-                                    source,
-                                })?;
-                            if let Some(stage) = Stage::ALL
-                                .into_iter()
-                                .find(|s| names::deployment(&inputs.name, *s) == name)
-                            {
-                                deployments.push((stage, d));
-                            }
-                        }
-                        Applied::Object(_) => {}
-                        Applied::Conflict(what) => conflicts.push(what),
-                    }
-                }
-                prune(ctx, &inputs, &wanted, &mut written).await?;
-                if !conflicts.is_empty() {
-                    observed.invalid = Some((
-                        "ChildConflict",
-                        format!(
-                            "not controlled by this TaxiPipeline, so left alone: {}; delete or rename them",
-                            conflicts.join(", ")
-                        ),
-                    ));
-                }
-                observed.deployments = Some(deployments);
+                tls_event = apply_children(
+                    ctx,
+                    pipeline,
+                    &inputs,
+                    &worker_config,
+                    now,
+                    &mut observed,
+                    &mut written,
+                )
+                .await?;
             }
         }
     }
@@ -236,7 +202,70 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
         ctx.event(&regarding, type_, &t.reason, "Reconcile", t.note)
             .await;
     }
-    Ok(Action::requeue(RESYNC))
+    // Secrets are not watched; look again soon for one that is missing.
+    if observed.missing_secrets.is_empty() {
+        Ok(Action::requeue(RESYNC))
+    } else {
+        Ok(Action::requeue(SECRET_RECHECK))
+    }
+}
+
+/// Issues TLS material, applies every child, prunes the unwanted ones and
+/// records what it saw in `observed`. Returns the TLS Event, if any.
+async fn apply_children(
+    ctx: &Context,
+    pipeline: &TaxiPipeline,
+    inputs: &Inputs<'_>,
+    worker_config: &taxistream_crds::worker_config::WorkerConfig,
+    now: Timestamp,
+    observed: &mut Observed,
+    written: &mut Vec<String>,
+) -> Result<Option<(&'static str, String)>> {
+    let (config_map, hash) = config::config_map(inputs, worker_config)?;
+    observed.missing_secrets = missing_secrets(ctx, inputs).await?;
+    let mut conflicts = Vec::new();
+    let (tls_status, tls_event) =
+        ensure_tls(ctx, inputs, pipeline, now, written, &mut conflicts).await?;
+    observed.tls = tls_status;
+    observed.config_hash = Some(hash.clone());
+    let children = desired::build_all(inputs, &hash, &config_map)?;
+    let wanted: Vec<(String, String)> = children
+        .iter()
+        .map(|c| (c.resource.kind.clone(), c.name.clone()))
+        .collect();
+    let mut deployments = Vec::new();
+    for child in children {
+        let is_deployment = child.resource.kind == "Deployment";
+        let name = child.name.clone();
+        match apply_child(ctx, inputs, child, written).await? {
+            Applied::Object(obj) if is_deployment => {
+                let d: Deployment = obj.try_parse().map_err(|source| Error::Decode {
+                    what: format!("Deployment {name}"),
+                    source,
+                })?;
+                if let Some(stage) = Stage::ALL
+                    .into_iter()
+                    .find(|s| names::deployment(&inputs.name, *s) == name)
+                {
+                    deployments.push((stage, d));
+                }
+            }
+            Applied::Object(_) => {}
+            Applied::Conflict(what) => conflicts.push(what),
+        }
+    }
+    prune(ctx, inputs, &wanted, written).await?;
+    if !conflicts.is_empty() {
+        observed.invalid = Some((
+            "ChildConflict",
+            format!(
+                "not controlled by this TaxiPipeline, so left alone: {}; delete or rename them",
+                conflicts.join(", ")
+            ),
+        ));
+    }
+    observed.deployments = Some(deployments);
+    Ok(tls_event)
 }
 
 async fn cleanup(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
