@@ -34,6 +34,9 @@ else
 fi
 PG_DATA="$PG_HOME/data"
 PG_LOG="$PG_HOME/postgres.log"
+# A private CA and a server certificate for 127.0.0.1/localhost, so clients
+# can be tested with sslmode=verify-full (plain connections still work).
+PG_TLS="$PG_HOME/tls"
 TANSU_LOG="$RUN_DIR/tansu.log"
 TANSU_PID="$RUN_DIR/tansu.pid"
 
@@ -63,11 +66,32 @@ wait_port() {
   die "$what did not open 127.0.0.1:$port within 30s"
 }
 
+pg_tls() {
+  [ -s "$PG_TLS/server.key" ] && [ -s "$PG_TLS/ca.crt" ] && return 0
+  command -v openssl >/dev/null || die "openssl not found (run scripts/setup.sh)"
+  mkdir -p "$PG_TLS"
+  (
+    cd "$PG_TLS"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=taxistream test CA" \
+      -keyout ca.key -out ca.crt >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout server.key -out server.csr >/dev/null 2>&1
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >san.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile san.ext -out server.crt >/dev/null 2>&1
+    rm -f server.csr san.ext ca.srl
+  ) || die "could not create the test TLS certificates in $PG_TLS"
+  chmod 0600 "$PG_TLS/server.key"
+  [ "$(id -u)" -eq 0 ] && chown "$PG_OWNER" "$PG_TLS/server.key" "$PG_TLS/server.crt"
+  chmod 0644 "$PG_TLS/ca.crt" "$PG_TLS/server.crt"
+}
+
 pg_up() {
   local bin
   bin="$(pg_bin)"
   mkdir -p "$PG_HOME"
   [ "$(id -u)" -eq 0 ] && chown "$PG_OWNER" "$PG_HOME"
+  pg_tls
   if [ ! -s "$PG_DATA/PG_VERSION" ]; then
     log "initdb $PG_DATA"
     # Local socket connections are only possible for the cluster owner (the
@@ -81,7 +105,7 @@ pg_up() {
   else
     log "starting postgres on 127.0.0.1:$PG_PORT"
     as_pg_owner "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$PG_DATA -c fsync=off -c max_connections=200" \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$PG_DATA -c fsync=off -c max_connections=200 -c ssl=on -c ssl_cert_file=$PG_TLS/server.crt -c ssl_key_file=$PG_TLS/server.key" \
       start >/dev/null || { tail -20 "$PG_LOG" >&2; die "postgres did not start"; }
   fi
   # Role and database: created once, idempotently. CREATEDB lets each test
@@ -149,6 +173,7 @@ print_env() {
   cat <<EOF
 export DATABASE_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
 export KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+export PG_TLS_CA=$PG_TLS/ca.crt
 EOF
 }
 

@@ -127,3 +127,38 @@ async fn bad_urls_do_not_leak_the_password() {
         .to_string();
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[tokio::test]
+async fn verify_full_tls_checks_the_server_certificate_from_a_mounted_ca() {
+    let Some(url) = backends_support::postgres_url() else {
+        return;
+    };
+    let Some(ca) = backends_support::pg_tls_ca() else {
+        return;
+    };
+    let settings = |ssl_mode, ca_file: Option<String>| PgSettings {
+        url: Secret::new(url.clone()),
+        ssl_mode: Some(ssl_mode),
+        ca_file,
+        schema: backends_support::unique("tls"),
+        table: "trips".into(),
+    };
+    use taxistream_crds::pipeline::PgSslMode;
+    let store = PgStore::connect(&settings(PgSslMode::VerifyFull, Some(ca)), 1)
+        .await
+        .unwrap();
+    let ssl: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(ssl, "the connection is encrypted");
+    // The test CA is not among the system roots: verification must fail.
+    let err = PgStore::connect(&settings(PgSslMode::VerifyFull, None), 1)
+        .await
+        .unwrap_err();
+    let err = format!("{err:?}").to_lowercase();
+    assert!(
+        err.contains("certificate") || err.contains("unknownissuer"),
+        "{err}"
+    );
+}

@@ -32,6 +32,11 @@ pub fn kafka_bootstrap() -> Option<String> {
     service("KAFKA_BOOTSTRAP", "Kafka broker")
 }
 
+/// CA of the test PostgreSQL's server certificate (`PG_TLS_CA`).
+pub fn pg_tls_ca() -> Option<String> {
+    service("PG_TLS_CA", "PostgreSQL TLS CA")
+}
+
 /// Both services, or `None` (after printing the skip line).
 pub fn services() -> Option<(String, String)> {
     Some((postgres_url()?, kafka_bootstrap()?))
