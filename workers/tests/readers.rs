@@ -355,7 +355,7 @@ fn synthetic_month_uses_the_2023_schema_and_reads_back() {
         ..Default::default()
     };
     let g = generate(&spec, &p).unwrap();
-    assert_eq!(g.late_rows, 20);
+    assert_eq!(g.late_rows, 30);
     let again = dir.path().join("again.parquet");
     generate(&spec, &again).unwrap();
     assert_eq!(

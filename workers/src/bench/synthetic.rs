@@ -6,8 +6,9 @@
 //!
 //! - pickups spread evenly over the month in row order, each moved by a
 //!   uniform jitter of at most 240 s ("mostly ordered, minutes of jitter");
-//! - 0.1% of rows (one row in every thousand, after the first 10,000) are
-//!   late: their pickup is 30 minutes to 3 hours earlier than their position;
+//! - 0.1% of rows (`rows / 1000`, evenly spaced after the first 10,000 rows,
+//!   whose watermark is still too young for a record to be late) are late:
+//!   their pickup is 30 minutes to 3 hours earlier than their position;
 //! - pickup zones follow a Zipf-like law (exponent 1.09) over a seeded
 //!   permutation of zones 1..=265, so about 130 zones are busy in each
 //!   5-minute window, as in TLC data;
@@ -34,8 +35,12 @@ use rand_chacha::ChaCha8Rng;
 use crate::trip::MICROS_PER_SECOND;
 use crate::validate::Month;
 
+/// Rows at the start of the month that are never late (the first late
+/// record must trail a watermark that is already 30 minutes in).
+const WARMUP_ROWS: usize = 10_000;
+
 /// Bumped whenever the generated data changes, so cached files are not reused.
-pub const GENERATOR_VERSION: u32 = 2;
+pub const GENERATOR_VERSION: u32 = 3;
 
 /// Generator settings.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +50,7 @@ pub struct SyntheticSpec {
     pub seed: u64,
     /// Maximum jitter of on-time pickups, in seconds.
     pub jitter_s: i64,
-    /// One row in `late_every` is late.
+    /// `rows / late_every` rows are late.
     pub late_every: usize,
 }
 
@@ -122,6 +127,8 @@ pub fn generate(spec: &SyntheticSpec, path: &Path) -> Result<Generated, String> 
     let span = spec.month.next().start() - start;
     let step = span / spec.rows.max(1) as i64;
     let jitter = spec.jitter_s * MICROS_PER_SECOND;
+    let late_rows = spec.rows / spec.late_every.max(1);
+    let late_stride = (spec.rows.saturating_sub(WARMUP_ROWS) / late_rows.max(1)).max(1);
 
     let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let props = WriterProperties::builder()
@@ -157,7 +164,7 @@ pub fn generate(spec: &SyntheticSpec, path: &Path) -> Result<Generated, String> 
         let mut airport = Vec::with_capacity(n);
         for i in row..row + n {
             let base = start + i as i64 * step;
-            let late = i >= 10_000 && i % spec.late_every == spec.late_every - 1;
+            let late = i >= WARMUP_ROWS && (i - WARMUP_ROWS) % late_stride == late_stride - 1;
             let t = if late {
                 out.late_rows += 1;
                 base - rng.random_range(30 * 60..=3 * 3600) * MICROS_PER_SECOND
