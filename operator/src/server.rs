@@ -78,14 +78,23 @@ fn respond(health: &Health, path: &str) -> Response<Full<Bytes>> {
     response
 }
 
-/// Serves until `shutdown` turns true.
+/// Serves on `addr` until `shutdown` turns true.
 pub async fn serve(
     addr: SocketAddr,
     health: Arc<Health>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    serve_on(listener, health, shutdown).await
+}
+
+/// Serves on a bound listener until `shutdown` turns true.
+pub async fn serve_on(
+    listener: TcpListener,
+    health: Arc<Health>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => accepted?,
@@ -110,6 +119,43 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: operator\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn serves_the_endpoints_over_http_and_stops_on_shutdown() {
+        let mut registry = Registry::default();
+        let metrics = crate::metrics::Metrics::new(&mut registry);
+        metrics.failure("topic", "kafka");
+        let health = Arc::new(Health::new(registry));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let server = tokio::spawn(serve_on(listener, health.clone(), stopped));
+
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        health.set_ready(true);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        let body = get(addr, "/metrics").await;
+        assert!(body.contains("application/openmetrics-text"), "{body}");
+        assert!(body.contains("taxistream_operator_reconcile_failures_total{controller=\"topic\",error=\"kafka\"} 1"), "{body}");
+
+        stop.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
 
     #[test]
     fn readyz_follows_the_flag() {
