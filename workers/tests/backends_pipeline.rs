@@ -635,3 +635,95 @@ async fn two_ingest_replicas_share_the_sources_and_land_each_row_once() {
     .unwrap();
     assert_eq!(dead as usize, ra + rb);
 }
+
+/// A minimal Socrata endpoint on 127.0.0.1: `$limit`/`$offset` paging over
+/// `n` July-2021 records, as the NYC Open Data API serves them.
+fn socrata(n: usize) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let records: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "vendorid": "2",
+                "tpep_pickup_datetime": format!("2021-07-01T{:02}:{:02}:00.000", i / 60, i % 60),
+                "tpep_dropoff_datetime": format!("2021-07-01T{:02}:{:02}:30.000", i / 60, i % 60),
+                "passenger_count": "1", "trip_distance": "1.5", "ratecodeid": "1",
+                "store_and_fwd_flag": "N", "pulocationid": (1 + i % 5).to_string(),
+                "dolocationid": "236", "payment_type": "1", "fare_amount": "10",
+                "extra": "0.5", "mta_tax": "0.5", "tip_amount": "2", "tolls_amount": "0",
+                "improvement_surcharge": "0.3", "total_amount": "13.3",
+                "congestion_surcharge": "2.5"
+            })
+        })
+        .collect();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let param = |name: &str| -> usize {
+                path.split(['?', '&'])
+                    .find_map(|kv| {
+                        kv.strip_prefix(&format!("%24{name}="))
+                            .or(kv.strip_prefix(&format!("${name}=")))
+                    })
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            let page: Vec<_> = records
+                .iter()
+                .skip(param("offset"))
+                .take(param("limit"))
+                .collect();
+            let body = serde_json::to_vec(&page).unwrap();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_data_api_lands_page_by_page_once() {
+    let Some((db, kafka)) = backends_support::services() else {
+        return;
+    };
+    let mut p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
+    p.config.source.open_data = Some(taxistream_crds::worker_config::OpenDataConfig {
+        domain: socrata(250),
+        dataset_id: "m6nq-qud6".into(),
+        page_size: 100,
+        r#where: None,
+        app_token_file: None,
+    });
+    std::fs::write(&p.config_path, serde_yaml::to_string(&p.config).unwrap()).unwrap();
+    p.run("ingest", &[]);
+    p.run("ingest", &[]);
+    let store = store(&p).await;
+    assert_eq!(store.count().await.unwrap(), 250);
+    let sources: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT DISTINCT source FROM {}",
+        store.qualified_table()
+    )))
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(sources.len(), 1);
+    assert!(
+        sources[0].starts_with("opendata:http://127.0.0.1:"),
+        "{sources:?}"
+    );
+}

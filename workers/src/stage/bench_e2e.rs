@@ -157,6 +157,7 @@ pub async fn main(args: BenchE2eArgs) -> Result<(), StageError> {
     let ingested = ingest(
         &store,
         std::slice::from_ref(&input),
+        None,
         Dataset::Yellow,
         &std::env::temp_dir(),
         &rt.metrics,

@@ -17,17 +17,20 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use crate::config::Secret;
 use crate::dead_letter::DeadLetter;
 use crate::error::StageError;
 use crate::io::postgres::{PgSettings, PgStore};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::source::http::{Downloader, RetryPolicy};
+use crate::source::open_data::{OpenDataPager, OpenDataQuery};
 use crate::source::spec::InputSpec;
 use crate::source::{ReadBatch, SourceError, open_file};
 use crate::stage::runtime::{CommonArgs, StageRuntime};
 use crate::trip::{Dataset, SourceRef, Trip};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
+use taxistream_crds::worker_config::OpenDataConfig;
 
 const STAGE: &str = "ingest";
 
@@ -71,12 +74,68 @@ fn rejected(letters: &[DeadLetter], from_row: u64) -> Vec<(SourceRef, String, St
         .collect()
 }
 
+/// Where a source's batches come from.
+enum Feed {
+    File(PathBuf),
+    OpenData(OpenDataPager),
+}
+
+type Batches = mpsc::Receiver<Result<ReadBatch, SourceError>>;
+
+impl Feed {
+    /// Starts producing batches a little ahead of the landing, so reading
+    /// (CPU-bound decoding on a blocking thread, or API paging) overlaps
+    /// with the `COPY` of the previous batch.
+    fn spawn(self, name: &str, dataset: Dataset) -> (Batches, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel::<Result<ReadBatch, SourceError>>(2);
+        let name = name.to_owned();
+        let handle = match self {
+            Feed::File(path) => tokio::task::spawn_blocking(move || {
+                let mut reader = match open_file(&path, &name, dataset) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                };
+                loop {
+                    let item = reader.next_batch().transpose();
+                    let last = !matches!(item, Some(Ok(_)));
+                    if let Some(item) = item
+                        && tx.blocking_send(item).is_err()
+                    {
+                        return;
+                    }
+                    if last {
+                        return;
+                    }
+                }
+            }),
+            Feed::OpenData(mut pager) => tokio::spawn(async move {
+                loop {
+                    let item = pager.next_batch().await.transpose();
+                    let last = !matches!(item, Some(Ok(_)));
+                    if let Some(item) = item
+                        && tx.send(item).await.is_err()
+                    {
+                        return;
+                    }
+                    if last {
+                        return;
+                    }
+                }
+            }),
+        };
+        (rx, handle)
+    }
+}
+
 /// Lands one source; returns an error only for store failures (a broken
 /// source is recorded in `stats.failed`).
 async fn ingest_source(
     store: &PgStore,
     input: &str,
-    path: PathBuf,
+    feed: Feed,
     dataset: Dataset,
     metrics: &Metrics,
     shutdown: &Shutdown,
@@ -86,33 +145,8 @@ async fn ingest_source(
     if from_row > 0 {
         tracing::info!(source = input, from_row, "resuming");
     }
-    // Reading is CPU-bound and synchronous: a blocking thread feeds batches
-    // through a small channel while the async side copies the previous one.
-    let (tx, mut rx) = mpsc::channel::<Result<ReadBatch, SourceError>>(2);
-    let name = input.to_owned();
-    let reader = tokio::task::spawn_blocking(move || {
-        let mut reader = match open_file(&path, &name, dataset) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        loop {
-            match reader.next_batch() {
-                Ok(Some(b)) => {
-                    if tx.blocking_send(Ok(b)).is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
-        }
-    });
+    let (mut rx, reader) = feed.spawn(input, dataset);
+    // As the local job does: a file's month from its name, the API's from its first page.
     let mut validator = Validator::new(Month::from_name(input), DEFAULT_MONTH_TOLERANCE_DAYS);
     let mut valid = Vec::new();
     let mut next_row = from_row;
@@ -243,7 +277,7 @@ impl Landing<'_> {
         ingest_source(
             self.store,
             &name,
-            path,
+            Feed::File(path),
             self.dataset,
             self.metrics,
             self.shutdown,
@@ -254,6 +288,48 @@ impl Landing<'_> {
     }
 }
 
+impl Landing<'_> {
+    /// Pages through the Open Data API into the landing table. A restart
+    /// pages from the start again and lands only the rows past its progress.
+    async fn land_open_data(&mut self, cfg: &OpenDataConfig) -> Result<(), StageError> {
+        let mut query =
+            OpenDataQuery::new(&format!("{}/{}", cfg.domain, cfg.dataset_id), cfg.page_size);
+        query.where_clause = cfg.r#where.clone();
+        if let Some(file) = &cfg.app_token_file {
+            query.app_token = Some(Secret::from_file(Path::new(file))?.expose().to_owned());
+        }
+        let name = query.source_name();
+        let Some(_claim) = self.store.claim_source(&name, true).await? else {
+            return Ok(());
+        };
+        if self
+            .store
+            .progress(&name)
+            .await?
+            .is_some_and(|(_, done)| done)
+        {
+            tracing::info!(source = %name, "already landed; skipping");
+            self.stats.skipped_sources += 1;
+            return Ok(());
+        }
+        let client = crate::source::http::client().map_err(|e| StageError::Other {
+            what: "http client",
+            detail: e.to_string(),
+        })?;
+        let pager = OpenDataPager::new(client, query, RetryPolicy::default(), self.dataset);
+        ingest_source(
+            self.store,
+            &name,
+            Feed::OpenData(pager),
+            self.dataset,
+            self.metrics,
+            self.shutdown,
+            &mut self.stats,
+        )
+        .await
+    }
+}
+
 /// Lands every input in order; URLs are downloaded first (with retries).
 /// Replicas share the work: each source is claimed by one of them at a
 /// time, and a replica that finds a source claimed comes back to it at the
@@ -261,6 +337,7 @@ impl Landing<'_> {
 pub async fn ingest(
     store: &PgStore,
     inputs: &[String],
+    open_data: Option<&OpenDataConfig>,
     dataset: Dataset,
     download_dir: &Path,
     metrics: &Metrics,
@@ -290,6 +367,11 @@ pub async fn ingest(
         }
         run.claim_and_land(input, true).await?;
     }
+    if let Some(cfg) = open_data
+        && !shutdown.requested()
+    {
+        run.land_open_data(cfg).await?;
+    }
     Ok(run.stats)
 }
 
@@ -317,6 +399,11 @@ pub async fn main(args: IngestArgs) -> Result<(), StageError> {
     let stats = ingest(
         &store,
         &inputs,
+        if args.inputs.is_empty() {
+            w.source.open_data.as_ref()
+        } else {
+            None
+        },
         w.source.dataset,
         &args.download_dir,
         &rt.metrics,
