@@ -527,3 +527,40 @@ fn green_parquet_layout_with_double_codes_and_null_ehail_fee() {
     assert_eq!(summary.dead_letters.get(Reason::ZoneOutOfRange), 1);
     assert_eq!(counted.get(), 1);
 }
+
+#[test]
+fn corruption_anywhere_never_takes_the_process_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = std::fs::read(sample()).unwrap();
+    let counted = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut j = job(&counted);
+    let mut files = 0;
+    // Deterministic damage at offsets across the file: page headers, data,
+    // dictionary pages and the footer.
+    for step in 1..40usize {
+        let mut bytes = original.clone();
+        let at = bytes.len() * step / 40;
+        let len = 1 + (step * 37) % 300;
+        for (k, b) in bytes[at..(at + len).min(original.len())]
+            .iter_mut()
+            .enumerate()
+        {
+            *b ^= (0x5Du8).wrapping_add(k as u8).wrapping_mul(31);
+        }
+        let p = dir
+            .path()
+            .join(format!("yellow_tripdata_2025-01_damaged_{step}.parquet"));
+        std::fs::write(&p, &bytes).unwrap();
+        read_into(&mut j, &p);
+        files += 1;
+    }
+    let summary = j.finish().unwrap();
+    assert_eq!(
+        summary.sources_ok + summary.sources_failed.len() as u64,
+        files
+    );
+    assert!(!summary.sources_failed.is_empty());
+    for f in &summary.sources_failed {
+        assert!(f.contains("yellow_tripdata_2025-01_damaged_"), "{f}");
+    }
+}

@@ -107,11 +107,16 @@ pub fn open_file(
     drop(file);
     let first = head[..n].iter().copied().find(|b| !b.is_ascii_whitespace());
     if head[..n] == *b"PAR1" {
-        Ok(Box::new(parquet::ParquetTripReader::open(
-            path,
-            name,
-            default_dataset,
-        )?))
+        // Footer parsing is third-party code fed untrusted bytes: a panic
+        // there must become an error naming the file.
+        let opened = std::panic::catch_unwind(|| {
+            parquet::ParquetTripReader::open(path, name, default_dataset)
+        })
+        .map_err(|panic| SourceError::Unsupported {
+            name: name.to_string(),
+            message: format!("decoder failed on corrupt data: {}", panic_message(&*panic)),
+        })?;
+        Ok(Box::new(opened?))
     } else if matches!(first, Some(b'[') | Some(b'{')) {
         Ok(Box::new(open_data::JsonFileReader::open(
             path,
@@ -125,6 +130,15 @@ pub fn open_file(
             default_dataset,
         )?))
     }
+}
+
+/// The text of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The dataset a file holds: from its columns when they tell (`tpep_` or

@@ -330,7 +330,20 @@ impl LocalJob {
         let outcome = std::thread::scope(|scope| {
             scope.spawn(move || {
                 loop {
-                    let next = reader.next_batch().transpose();
+                    // A decoder bug on corrupt input must cost this file, not the process.
+                    let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        reader.next_batch()
+                    }))
+                    .unwrap_or_else(|panic| {
+                        Err(SourceError::Unsupported {
+                            name: reader.name().to_string(),
+                            message: format!(
+                                "decoder failed on corrupt data: {}",
+                                crate::source::panic_message(&*panic)
+                            ),
+                        })
+                    })
+                    .transpose();
                     let stop = !matches!(next, Some(Ok(_)));
                     if let Some(item) = next
                         && tx.send(item).is_err()
