@@ -147,8 +147,10 @@ impl Field {
     /// snake_case renames (`vendor_id`, `pickup_location_id`…) and the
     /// lowercase Socrata names (`vendorid`, `pulocationid`…).
     pub fn from_column(name: &str) -> Option<Field> {
+        // A byte-order mark survives in headers of spreadsheet-saved CSVs.
         let key: String = name
             .trim()
+            .trim_start_matches('\u{feff}')
             .chars()
             .filter(|c| *c != '_' && *c != ' ')
             .map(|c| c.to_ascii_lowercase())
@@ -445,6 +447,7 @@ mod tests {
         ] {
             assert_eq!(Field::from_column(name), Some(f), "{name}");
         }
+        assert_eq!(Field::from_column("\u{feff}VendorID"), Some(Field::VendorId));
         assert_eq!(Field::from_column(""), None);
         assert_eq!(Field::from_column("Unnamed: 0"), None);
     }
