@@ -13,7 +13,7 @@ use crate::window::{GroupBy, WindowResult};
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// An aligned table (stdout only).
+    /// An aligned table of the first --max-table-rows windows.
     Table,
     Csv,
     /// One JSON object per line.

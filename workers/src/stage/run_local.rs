@@ -68,7 +68,7 @@ pub struct RunArgs {
     /// How far behind the newest pickup a record may arrive and still count.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub allowed_lateness: u64,
-    /// Window key.
+    /// Window key: pickup-zone, dropoff-zone, borough (of the pickup zone) or payment-type.
     #[arg(long, default_value = "pickup-zone", value_parser = parse_group_by)]
     pub group_by: GroupBy,
     /// Results file; the format follows the extension unless --format is given. Default: a table on stdout.
