@@ -176,6 +176,9 @@ pub struct Summary {
     pub refunds: u64,
     pub dead_letters: DeadLetterCounts,
     pub windows_emitted: u64,
+    /// Hopping windows: (record, window) pairs skipped because that window
+    /// had closed while the record still counted in its newer windows.
+    pub late_window_assignments: u64,
     pub elapsed: Duration,
     /// Time spent in the window engine alone.
     pub window_elapsed: Duration,
@@ -193,6 +196,12 @@ impl Summary {
         line("rows windowed", self.rows_windowed.to_string());
         line("refunds flagged (kept)", self.refunds.to_string());
         line("windows emitted", self.windows_emitted.to_string());
+        if self.late_window_assignments > 0 {
+            line(
+                "closed-window skips",
+                self.late_window_assignments.to_string(),
+            );
+        }
         line("wall time", format!("{secs:.3} s"));
         line(
             "throughput",
@@ -437,6 +446,7 @@ impl LocalJob {
         let t0 = Instant::now();
         self.engine.flush(&mut self.emitted);
         self.summary.window_elapsed += t0.elapsed();
+        self.summary.late_window_assignments = self.engine.stats().late_window_assignments;
         self.write_emitted()?;
         self.writer.finish()?;
         self.dead.finish().map_err(|error| RunError::DeadLetters {

@@ -149,10 +149,10 @@ impl WindowEngine {
             for k in 0..per_record {
                 let start = last_start - k * cfg.slide;
                 if self.watermark.is_closed(start + cfg.size) {
-                    if per_record > 1 {
-                        self.stats.late_window_assignments += 1;
-                    }
                     // Older windows of this record end even earlier: closed too.
+                    if accepted {
+                        self.stats.late_window_assignments += (per_record - k) as u64;
+                    }
                     break;
                 }
                 let w = self.window_mut(start);
@@ -167,10 +167,6 @@ impl WindowEngine {
                 self.stats.accepted += 1;
             } else {
                 self.stats.late += 1;
-                if per_record > 1 {
-                    // Counted once per record above, not once per window.
-                    self.stats.late_window_assignments -= 1;
-                }
                 late.push(i);
             }
             self.watermark.observe(t);
