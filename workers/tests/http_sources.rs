@@ -323,4 +323,8 @@ async fn run_reads_urls_months_and_open_data_in_one_job() {
     );
     // The Open Data rows (July 2021) arrive after the 2025 file: all late.
     assert_eq!(dead_lines, 120);
+    assert!(
+        !dir.path().join("yellow_tripdata_2025-01.parquet").exists(),
+        "downloads are deleted once read"
+    );
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::dead_letter::{
     DeadLetter, DeadLetterCounts, DeadLetterSink, DiscardDeadLetters, JsonLinesDeadLetters,
@@ -92,6 +92,9 @@ pub struct RunArgs {
     /// Where downloads are kept.
     #[arg(long, default_value_os_t = std::env::temp_dir().join("taxistream-downloads"))]
     pub download_dir: PathBuf,
+    /// Keep downloaded files after reading them (they are deleted by default).
+    #[arg(long)]
+    pub keep_downloads: bool,
     /// Download retries per file or page.
     #[arg(long, default_value_t = 5)]
     pub retries: usize,
@@ -584,6 +587,12 @@ pub async fn run(args: RunArgs) -> Result<Summary, RunError> {
         };
         let dataset = job.options.default_dataset;
         tokio::task::block_in_place(|| job.read_source(open_file(&path, &name, dataset), month))?;
+        if matches!(input, InputSpec::Url(_))
+            && !args.keep_downloads
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            warn!(path = %path.display(), error = %e, "cannot delete download");
+        }
     }
     if let (Some(resource), Some(client)) = (&args.open_data, &client) {
         let mut query = OpenDataQuery::new(resource, args.page_size);
