@@ -564,3 +564,105 @@ fn corruption_anywhere_never_takes_the_process_down() {
         assert!(f.contains("yellow_tripdata_2025-01_damaged_"), "{f}");
     }
 }
+
+#[test]
+fn parquet_nulls_where_the_tlc_allows_none_become_dead_letters() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, TimestampNanosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    let ns = |s: &str| at(s) * 1_000;
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        (
+            "tpep_pickup_datetime",
+            Arc::new(TimestampNanosecondArray::from(vec![
+                Some(ns("2024-03-01 10:00:00")),
+                None,
+                Some(ns("2024-03-01 10:02:00")),
+                Some(ns("2024-03-01 10:03:00")),
+            ])),
+        ),
+        (
+            "tpep_dropoff_datetime",
+            Arc::new(TimestampNanosecondArray::from(vec![
+                Some(ns("2024-03-01 10:10:00")),
+                Some(ns("2024-03-01 10:11:00")),
+                Some(ns("2024-03-01 10:12:00")),
+                Some(ns("2024-03-01 10:13:00")),
+            ])),
+        ),
+        (
+            "PULocationID",
+            Arc::new(Int64Array::from(vec![Some(1), Some(2), None, Some(4)])),
+        ),
+        ("DOLocationID", Arc::new(Int64Array::from(vec![1, 2, 3, 4]))),
+        (
+            "trip_distance",
+            Arc::new(Float64Array::from(vec![1.0, 1.0, 1.0, 1.0])),
+        ),
+        (
+            "fare_amount",
+            Arc::new(Float64Array::from(vec![
+                Some(5.0),
+                Some(5.0),
+                Some(5.0),
+                None,
+            ])),
+        ),
+        (
+            "tip_amount",
+            Arc::new(Float64Array::from(vec![0.0, 0.0, 0.0, 0.0])),
+        ),
+        (
+            "tolls_amount",
+            Arc::new(Float64Array::from(vec![0.0, 0.0, 0.0, 0.0])),
+        ),
+        (
+            "total_amount",
+            Arc::new(Float64Array::from(vec![5.0, 5.0, 5.0, 5.0])),
+        ),
+    ];
+    let schema = Arc::new(Schema::new(
+        cols.iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    ));
+    assert_eq!(
+        schema.field(0).data_type(),
+        &DataType::Timestamp(TimeUnit::Nanosecond, None)
+    );
+    let batch =
+        RecordBatch::try_new(schema.clone(), cols.into_iter().map(|(_, a)| a).collect()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("yellow_tripdata_2024-03.parquet");
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), schema, None)
+            .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let (trips, rejects) = read_all(&p).unwrap();
+    assert_eq!(trips.len(), 1);
+    assert_eq!(
+        trips[0].pickup,
+        at("2024-03-01 10:00:00"),
+        "nanoseconds become microseconds"
+    );
+    assert_eq!(
+        trips[0].vendor_id, None,
+        "an absent column is null, not an error"
+    );
+    let got: Vec<(u64, &str, &str)> = rejects
+        .iter()
+        .map(|d| (d.source.row, d.field.as_deref().unwrap(), d.detail.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, "pickup_datetime", "pickup_datetime is null"),
+            (2, "PULocationID", "PULocationID is null"),
+            (3, "fare_amount", "fare_amount is null"),
+        ]
+    );
+}
