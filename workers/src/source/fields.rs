@@ -447,7 +447,10 @@ mod tests {
         ] {
             assert_eq!(Field::from_column(name), Some(f), "{name}");
         }
-        assert_eq!(Field::from_column("\u{feff}VendorID"), Some(Field::VendorId));
+        assert_eq!(
+            Field::from_column("\u{feff}VendorID"),
+            Some(Field::VendorId)
+        );
         assert_eq!(Field::from_column(""), None);
         assert_eq!(Field::from_column("Unnamed: 0"), None);
     }
