@@ -214,16 +214,27 @@ async fn aggregate_killed_mid_stream_resumes_to_the_same_windows() {
     let Some((db, kafka)) = backends_support::services() else {
         return;
     };
-    let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
+    let mut p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
     let trips = synthetic("synthetic", 40_000);
     let store = land(&p, &trips).await;
-    p.run("relay", &[]);
+    // The relay replays the 10,000 s of event time at 1000x, so the stream is
+    // still flowing when the aggregate is killed and when it comes back.
+    p.config.source.replay_speedup = Some(1000.0);
+    std::fs::write(&p.config_path, serde_yaml::to_string(&p.config).unwrap()).unwrap();
+    let mut relay = p.spawn("relay", &["--exit-when-idle"]);
 
+    let started = Instant::now();
     let mut agg = p.spawn("aggregate", &["--commit-interval-ms", "100"]);
-    wait_until("a first checkpoint", Duration::from_secs(60), || {
-        let store = store.clone();
-        async move { checkpointed_offsets(&store).await > 0 }
-    })
+    wait_until(
+        "a checkpoint a few seconds in",
+        Duration::from_secs(60),
+        || {
+            let store = store.clone();
+            async move {
+                started.elapsed() > Duration::from_secs(3) && checkpointed_offsets(&store).await > 0
+            }
+        },
+    )
     .await;
     sigkill(&mut agg);
     let at_kill = checkpointed_offsets(&store).await;
@@ -231,8 +242,22 @@ async fn aggregate_killed_mid_stream_resumes_to_the_same_windows() {
         "killed aggregate with {at_kill} of {} offsets checkpointed",
         trips.len()
     );
+    assert!(
+        (at_kill as usize) < trips.len(),
+        "the kill came after the end of the stream"
+    );
 
-    p.run("aggregate", &["--idle-ms", "2000"]);
+    let restarted = Instant::now();
+    // The relay publishes without pauses of seconds, so five idle seconds
+    // mean the end of the stream.
+    p.run("aggregate", &["--idle-ms", "5000"]);
+    eprintln!("restarted aggregate finished in {:?}", restarted.elapsed());
+    let status = wait_timeout(&mut relay, Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "relay failed: {}",
+        p.logs()
+    );
     let (got, total) = emitted(&p);
     eprintln!("{total} window results emitted for {} windows", got.len());
     let dlq = p.read_topic(&p.config.topics.dead_letters, 1, Duration::from_millis(500));

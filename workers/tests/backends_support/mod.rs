@@ -203,7 +203,12 @@ impl Pipeline {
             // batch (Apache Kafka returns the batch and the client skips
             // ahead), which is exactly what resuming from a checkpoint does.
             // One record per batch keeps every offset a batch boundary.
-            .env("TAXISTREAM_KAFKA_PROPERTIES", "batch.num.messages=1")
+            // A short rebalance timeout (max.poll.interval.ms) bounds how
+            // long a restarted consumer waits for a killed one to leave.
+            .env(
+                "TAXISTREAM_KAFKA_PROPERTIES",
+                "batch.num.messages=1,max.poll.interval.ms=20000",
+            )
             .env_remove("TAXISTREAM_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::from(
