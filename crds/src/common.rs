@@ -38,18 +38,18 @@ pub struct KafkaConnection {
     pub bootstrap_servers: String,
     /// TLS to the brokers. Absent means plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<KafkaTls>,
+    pub tls: Option<ClientTls>,
     /// SASL authentication. Absent means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sasl: Option<KafkaSasl>,
 }
 
-/// TLS settings for Kafka; every file comes from a Secret.
+/// TLS to a Kafka or Cassandra cluster; every file comes from a Secret.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.certSecretRef) == has(self.keySecretRef)").message("tls.certSecretRef and tls.keySecretRef must be set together"))]
-pub struct KafkaTls {
-    /// CA bundle that signs the brokers' certificates. Absent means the system roots.
+pub struct ClientTls {
+    /// CA bundle that signs the servers' certificates. Absent means the system roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
     /// Client certificate (PEM) for mutual TLS.

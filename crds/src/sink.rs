@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{DeletionPolicy, SecretKeyRef};
+use crate::common::{ClientTls, DeletionPolicy, SecretKeyRef};
 use crate::conditions::{Condition, conditions_schema};
 
 /// CQL identifiers we create: unquoted, so case-insensitive and safe to interpolate.
@@ -40,7 +40,7 @@ pub struct CassandraSinkSpec {
     pub local_datacenter: String,
     /// TLS to the nodes. Absent means plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<CassandraTls>,
+    pub tls: Option<ClientTls>,
     /// Password authentication. Absent means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<CassandraCredentials>,
@@ -72,22 +72,6 @@ fn default_datacenter() -> String {
 
 fn default_table() -> String {
     "zone_window_stats".to_owned()
-}
-
-/// TLS to Cassandra; every file comes from a Secret.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.certSecretRef) == has(self.keySecretRef)").message("tls.certSecretRef and tls.keySecretRef must be set together"))]
-pub struct CassandraTls {
-    /// CA bundle that signs the nodes' certificates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_secret_ref: Option<SecretKeyRef>,
-    /// Client certificate (PEM) for mutual TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_secret_ref: Option<SecretKeyRef>,
-    /// Client private key (PEM) for mutual TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Cassandra password authentication.
