@@ -60,6 +60,11 @@ lint_ok=1
 helm lint --strict --quiet "$CHART" >/dev/null || { helm lint --strict "$CHART" || true; fail "helm lint (default values)"; lint_ok=0; }
 helm lint --strict --quiet "$CHART" -f "$ALL_OPTIONS" >/dev/null || { helm lint --strict "$CHART" -f "$ALL_OPTIONS" || true; fail "helm lint ($ALL_OPTIONS)"; lint_ok=0; }
 [ "$lint_ok" = 1 ] && echo "ok   helm lint --strict: default values and $ALL_OPTIONS"
+if helm package "$CHART" --destination "$work/package" >/dev/null; then
+  echo "ok   helm package: $(basename "$work"/package/*.tgz)"
+else
+  fail "helm package"
+fi
 
 "$PY" scripts/check_packaging.py values || fail "values.yaml"
 
