@@ -224,7 +224,8 @@ async fn aggregate_killed_mid_stream_resumes_to_the_same_windows() {
     let mut relay = p.spawn("relay", &["--exit-when-idle"]);
 
     let started = Instant::now();
-    let mut agg = p.spawn("aggregate", &["--commit-interval-ms", "100"]);
+    let pod = [("POD_NAME", "aggregate-0")];
+    let mut agg = p.spawn_with_env("aggregate", &["--commit-interval-ms", "100"], &pod);
     wait_until(
         "a checkpoint a few seconds in",
         Duration::from_secs(60),
@@ -250,7 +251,7 @@ async fn aggregate_killed_mid_stream_resumes_to_the_same_windows() {
     let restarted = Instant::now();
     // The relay publishes without pauses of seconds, so five idle seconds
     // mean the end of the stream.
-    p.run("aggregate", &["--idle-ms", "5000"]);
+    p.run_with_env("aggregate", &["--idle-ms", "5000"], &pod);
     eprintln!("restarted aggregate finished in {:?}", restarted.elapsed());
     let status = wait_timeout(&mut relay, Duration::from_secs(60));
     assert!(

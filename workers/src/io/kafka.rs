@@ -194,6 +194,11 @@ impl KafkaSettings {
             .set("heartbeat.interval.ms", "1000")
             .set("statistics.interval.ms", "5000")
             .set("enable.partition.eof", "false");
+        // Static membership (KIP-345): a pod restarted in place (crash,
+        // OOM kill) takes its partitions back without a group rebalance.
+        if let Some(pod) = std::env::var("POD_NAME").ok().filter(|p| !p.is_empty()) {
+            c.set("group.instance.id", format!("{pod}.{group}"));
+        }
         self.apply_extra(&mut c);
         c.create_with_context(context).map_err(KafkaIoError::Client)
     }

@@ -193,7 +193,13 @@ impl Pipeline {
 
     /// `taxistream-worker <stage> --config … <args>`, started in the background.
     pub fn spawn(&self, stage: &str, args: &[&str]) -> Child {
+        self.spawn_with_env(stage, args, &[])
+    }
+
+    /// As [`Pipeline::spawn`], with extra environment variables.
+    pub fn spawn_with_env(&self, stage: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
         Command::new(env!("CARGO_BIN_EXE_taxistream-worker"))
+            .envs(env.iter().copied())
             .arg(stage)
             .arg("--config")
             .arg(&self.config_path)
@@ -203,12 +209,7 @@ impl Pipeline {
             // batch (Apache Kafka returns the batch and the client skips
             // ahead), which is exactly what resuming from a checkpoint does.
             // One record per batch keeps every offset a batch boundary.
-            // A short rebalance timeout (max.poll.interval.ms) bounds how
-            // long a restarted consumer waits for a killed one to leave.
-            .env(
-                "TAXISTREAM_KAFKA_PROPERTIES",
-                "batch.num.messages=1,max.poll.interval.ms=20000",
-            )
+            .env("TAXISTREAM_KAFKA_PROPERTIES", "batch.num.messages=1")
             .env_remove("TAXISTREAM_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::from(
@@ -228,9 +229,14 @@ impl Pipeline {
     /// Runs a stage to completion (`--exit-when-idle`), failing the test
     /// with its log when it fails.
     pub fn run(&self, stage: &str, args: &[&str]) {
+        self.run_with_env(stage, args, &[]);
+    }
+
+    /// As [`Pipeline::run`], with extra environment variables.
+    pub fn run_with_env(&self, stage: &str, args: &[&str], env: &[(&str, &str)]) {
         let mut all = vec!["--exit-when-idle"];
         all.extend_from_slice(args);
-        let mut child = self.spawn(stage, &all);
+        let mut child = self.spawn_with_env(stage, &all, env);
         let status = wait_timeout(&mut child, Duration::from_secs(180));
         assert!(
             status.is_some_and(|s| s.success()),
