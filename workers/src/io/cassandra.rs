@@ -16,7 +16,6 @@
 //! as if it were UTC, exactly as the TLC publishes it.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -337,9 +336,6 @@ impl ResultStore {
         Ok(started.elapsed())
     }
 }
-
-/// Shared handle, for stages that write from several tasks.
-pub type SharedResultStore = Arc<ResultStore>;
 
 #[cfg(test)]
 mod tests {
