@@ -174,6 +174,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn loads_the_rendered_file_and_reads_secrets_from_their_files() {
+        let dir = std::env::temp_dir().join(format!("taxistream-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url_file = dir.join("url");
+        std::fs::write(&url_file, "postgres://u:p@db:5432/x\n").unwrap();
+        let path = dir.join("worker.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "pipeline: ns/taxi\n\
+                 source: {{dataset: yellow, inputs: [a.parquet]}}\n\
+                 postgres: {{urlFile: {}, schema: public, table: trips, sslMode: verify-full}}\n\
+                 kafka: {{bootstrapServers: 'k:9092'}}\n\
+                 topics: {{trips: t, aggregates: a, deadLetters: d}}\n\
+                 aggregation: {{windowSeconds: 300, slideSeconds: 300, allowedLatenessSeconds: 600, groupBy: pickupZone}}\n\
+                 cassandra: {{contactPoints: [c], localDatacenter: dc1, keyspace: k, table: t, ttlSeconds: 0, consistency: LOCAL_QUORUM}}\n",
+                url_file.display()
+            ),
+        )
+        .unwrap();
+        let cfg = StageConfig::load(Some(&path)).unwrap();
+        assert_eq!(cfg.worker.metrics_port, 9090);
+        assert_eq!(cfg.group_id("aggregate"), "taxistream.ns.taxi.aggregate");
+        assert_eq!(
+            cfg.postgres_url().unwrap().expose(),
+            "postgres://u:p@db:5432/x"
+        );
+        let missing = StageConfig::load(Some(&dir.join("nope.yaml"))).unwrap_err();
+        assert!(missing.to_string().contains("nope.yaml"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn secrets_never_print() {
         let s = Secret::new("postgres://u:hunter2@db/x");
         assert_eq!(format!("{s} {s:?}"), "*** Secret(***)");
