@@ -288,6 +288,7 @@ impl<'a> Aggregator<'a> {
         self.advance(&key, offset, Some(landing_id));
         if full {
             self.flush_partition(&key)?;
+            self.reap_deliveries()?;
         }
         Ok(())
     }
@@ -405,28 +406,58 @@ impl<'a> Aggregator<'a> {
         Ok(())
     }
 
-    async fn await_deliveries(&mut self) -> Result<(), StageError> {
-        for (d, closed_at) in self.inflight.deliveries.drain(..) {
-            match d.await {
-                Ok(Ok(_)) => {
-                    if let Some(t) = closed_at {
-                        self.metrics.window_emitted(t.elapsed());
-                    }
+    fn delivered(
+        &self,
+        result: Result<
+            rdkafka::producer::future_producer::OwnedDeliveryResult,
+            futures::channel::oneshot::Canceled,
+        >,
+        closed_at: Option<Instant>,
+    ) -> Result<(), StageError> {
+        match result {
+            Ok(Ok(_)) => {
+                if let Some(t) = closed_at {
+                    self.metrics.window_emitted(t.elapsed());
                 }
-                Ok(Err((source, _))) => {
-                    return Err(KafkaIoError::Op {
-                        what: "produce window result or dead letter",
-                        source,
-                    }
-                    .into());
-                }
-                Err(_) => {
-                    return Err(StageError::Other {
-                        what: "produce",
-                        detail: "producer dropped before delivery".into(),
-                    });
-                }
+                Ok(())
             }
+            Ok(Err((source, _))) => Err(KafkaIoError::Op {
+                what: "produce window result or dead letter",
+                source,
+            }
+            .into()),
+            Err(_) => Err(StageError::Other {
+                what: "produce",
+                detail: "producer dropped before delivery".into(),
+            }),
+        }
+    }
+
+    /// Takes the acknowledgements that have already arrived (in order, up to
+    /// the first pending one), so emit latency is measured when the broker
+    /// answers rather than at the next checkpoint.
+    fn reap_deliveries(&mut self) -> Result<(), StageError> {
+        use futures::FutureExt;
+        let mut done = 0;
+        while let Some((d, closed_at)) = self.inflight.deliveries.get_mut(done) {
+            let closed_at = *closed_at;
+            match d.now_or_never() {
+                Some(result) => {
+                    self.delivered(result, closed_at)?;
+                    done += 1;
+                }
+                None => break,
+            }
+        }
+        self.inflight.deliveries.drain(..done);
+        Ok(())
+    }
+
+    async fn await_deliveries(&mut self) -> Result<(), StageError> {
+        let pending = std::mem::take(&mut self.inflight.deliveries);
+        for (d, closed_at) in pending {
+            let result = d.await;
+            self.delivered(result, closed_at)?;
         }
         Ok(())
     }
@@ -586,6 +617,7 @@ async fn run_loop(
             Err(_) => {
                 // Nothing arrived for a moment: run what is buffered.
                 agg.flush_all()?;
+                agg.reap_deliveries()?;
                 if let Some(idle) = opts.exit_when_idle
                     && last_message.elapsed() >= idle
                     && !agg.partitions.is_empty()
