@@ -38,7 +38,8 @@ else
   bin="$CARGO_TARGET_DIR/debug/taxistream-worker"
 fi
 
-find_month() { ls "$data_dir"/yellow_tripdata_2023-01_synthetic_"${rows}"_42_v*.parquet 2>/dev/null | tail -1; }
+# The newest generator version (`bench` writes it when missing).
+find_month() { ls -t "$data_dir"/yellow_tripdata_2023-01_synthetic_"${rows}"_42_v*.parquet 2>/dev/null | head -1; }
 input="$(find_month || true)"
 if [ -z "$input" ]; then
   "$bin" bench --rows "$rows" --data-dir "$data_dir" >/dev/null
