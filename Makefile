@@ -56,7 +56,7 @@ bench-e2e:
 crds:
 	$(ENV) cargo run --locked -q -p taxistream-crds --bin crdgen
 
-## Images and a laptop cluster (docs/kubernetes.md, "Run on kind").
+## Images and a laptop cluster (README.md, "Run on kind").
 # `make images CONTAINER_TOOL=podman` works too; IMAGE_TAG defaults to the chart's appVersion.
 CONTAINER_TOOL ?= docker
 IMAGE_REGISTRY ?= ghcr.io/taxistream

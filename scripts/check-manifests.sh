@@ -4,7 +4,7 @@
 #     every value in values.yaml is commented, and the all-options file sets it;
 #   - `helm template` of both (plus namespaced RBAC) through
 #     `kubernetes-validate --strict` for the oldest and newest Kubernetes we support;
-#   - restricted Pod Security, probes, and RBAC equal to what docs/operator.md
+#   - restricted Pod Security, probes, and RBAC equal to what README.md
 #     documents, on the rendered chart;
 #   - every manifest under examples/ against the CRD schemas (check-jsonschema)
 #     or the Kubernetes schemas (kubernetes-validate);

@@ -28,8 +28,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "taxistream"
-RBAC_DOC = ROOT / "docs" / "operator.md"
-RBAC_HEADING = "## RBAC the operator needs"
+RBAC_DOC = ROOT / "README.md"
+RBAC_HEADING = "### RBAC the operator needs"
 CRD_GROUP = "taxistream.dev"
 IMAGES = ROOT / "images"
 DASHBOARD = CHART / "files" / "dashboards" / "taxistream.json"
@@ -272,7 +272,7 @@ Triples = set[tuple[str, str, str]]
 
 
 def documented_rules(problems: Problems) -> tuple[Triples, Triples]:
-    """The (apiGroup, resource, verb) triples docs/operator.md documents:
+    """The (apiGroup, resource, verb) triples README.md documents:
     (everywhere the operator watches, only in the operator's own namespace).
 
     The section is a Markdown table whose header names the columns API group,
@@ -289,7 +289,7 @@ def documented_rules(problems: Problems) -> tuple[Triples, Triples]:
         problems.add(rel(RBAC_DOC), f"no section {RBAC_HEADING!r}")
         return set(), set()
     section = text[start + len(RBAC_HEADING):]
-    end = re.search(r"^#{1,2} ", section, re.M)
+    end = re.search(r"^#{1,3} ", section, re.M)
     section = section[: end.start()] if end else section
     rows = [line.strip() for line in section.splitlines() if line.strip().startswith("|")]
     if len(rows) < 3:

@@ -60,7 +60,7 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{/*
-The API access the operator needs, and nothing more: docs/operator.md, section
+The API access the operator needs, and nothing more: README.md, section
 "RBAC the operator needs", lists each rule with the code that uses it, and
 scripts/check-manifests.sh fails when the chart and that list differ.
 Children are written by server-side apply, and the API server authorizes an
