@@ -42,7 +42,7 @@ use crate::io::codec::{self, TripMessage};
 use crate::io::kafka::{
     Assignment, GroupContext, KafkaIoError, KafkaSettings, dead_letter_headers, schema_headers,
 };
-use crate::io::postgres::{Checkpoint, PgSettings, PgStore};
+use crate::io::postgres::{Checkpoint, PgStore};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::stage::runtime::{CommonArgs, StageRuntime};
@@ -638,17 +638,7 @@ async fn run_loop(
 pub async fn main(args: AggregateArgs) -> Result<(), StageError> {
     let rt = StageRuntime::start(STAGE, &args.common).await?;
     let w = &rt.config.worker;
-    let store = PgStore::connect(
-        &PgSettings {
-            url: rt.config.postgres_url()?,
-            ssl_mode: Some(w.postgres.ssl_mode),
-            ca_file: w.postgres.ca_file.clone(),
-            schema: w.postgres.schema.clone(),
-            table: w.postgres.table.clone(),
-        },
-        2,
-    )
-    .await?;
+    let store = rt.landing_store(2).await?;
     let kafka = KafkaSettings::from_config(&w.kafka)?;
     let opts = AggregateOptions {
         group: rt.config.group_id(STAGE),

@@ -16,7 +16,6 @@ use rdkafka::producer::FutureRecord;
 use crate::error::StageError;
 use crate::io::codec::{self, TripMessage};
 use crate::io::kafka::{KafkaIoError, KafkaSettings, schema_headers};
-use crate::io::postgres::{PgSettings, PgStore};
 use crate::stage::aggregate::{AggregateOptions, aggregate};
 use crate::stage::ingest::ingest;
 use crate::stage::relay::{RelayOptions, relay};
@@ -125,17 +124,7 @@ async fn raw_produce_rate(
 pub async fn main(args: BenchE2eArgs) -> Result<(), StageError> {
     let rt = StageRuntime::start("bench", &args.common).await?;
     let w = &rt.config.worker;
-    let store = PgStore::connect(
-        &PgSettings {
-            url: rt.config.postgres_url()?,
-            ssl_mode: Some(w.postgres.ssl_mode),
-            ca_file: w.postgres.ca_file.clone(),
-            schema: w.postgres.schema.clone(),
-            table: w.postgres.table.clone(),
-        },
-        4,
-    )
-    .await?;
+    let store = rt.landing_store(4).await?;
     let kafka = KafkaSettings::from_config(&w.kafka)?;
     let raw_topic = format!("{}.raw", w.topics.trips);
     kafka

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::config::Secret;
 use crate::dead_letter::DeadLetter;
 use crate::error::StageError;
-use crate::io::postgres::{PgSettings, PgStore};
+use crate::io::postgres::PgStore;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::source::http::{Downloader, RetryPolicy};
@@ -379,17 +379,7 @@ pub async fn ingest(
 pub async fn main(args: IngestArgs) -> Result<(), StageError> {
     let rt = StageRuntime::start(STAGE, &args.common).await?;
     let w = &rt.config.worker;
-    let store = PgStore::connect(
-        &PgSettings {
-            url: rt.config.postgres_url()?,
-            ssl_mode: Some(w.postgres.ssl_mode),
-            ca_file: w.postgres.ca_file.clone(),
-            schema: w.postgres.schema.clone(),
-            table: w.postgres.table.clone(),
-        },
-        2,
-    )
-    .await?;
+    let store = rt.landing_store(2).await?;
     rt.ready.set(true);
     let inputs = if args.inputs.is_empty() {
         w.source.inputs.clone()

@@ -24,7 +24,7 @@ use tokio::time::sleep;
 use crate::error::StageError;
 use crate::io::codec::{self, TripMessage};
 use crate::io::kafka::{KafkaIoError, KafkaSettings, schema_headers};
-use crate::io::postgres::{OutboxRow, PgSettings, PgStore};
+use crate::io::postgres::{OutboxRow, PgStore};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::stage::runtime::{CommonArgs, StageRuntime};
@@ -199,17 +199,7 @@ pub async fn relay(
 pub async fn main(args: RelayArgs) -> Result<(), StageError> {
     let rt = StageRuntime::start("relay", &args.common).await?;
     let w = &rt.config.worker;
-    let store = PgStore::connect(
-        &PgSettings {
-            url: rt.config.postgres_url()?,
-            ssl_mode: Some(w.postgres.ssl_mode),
-            ca_file: w.postgres.ca_file.clone(),
-            schema: w.postgres.schema.clone(),
-            table: w.postgres.table.clone(),
-        },
-        2,
-    )
-    .await?;
+    let store = rt.landing_store(2).await?;
     let kafka = KafkaSettings::from_config(&w.kafka)?;
     let producer = kafka.producer()?;
     rt.ready.set(true);

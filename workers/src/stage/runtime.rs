@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use crate::config::StageConfig;
 use crate::error::StageError;
 use crate::health::{self, Ready};
+use crate::io::postgres::{PgSettings, PgStore};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -65,5 +66,18 @@ impl StageRuntime {
             shutdown,
             probe_addr,
         })
+    }
+
+    /// Connects to the PostgreSQL landing store the configuration names.
+    pub async fn landing_store(&self, max_connections: u32) -> Result<PgStore, StageError> {
+        let pg = &self.config.worker.postgres;
+        let settings = PgSettings {
+            url: self.config.postgres_url()?,
+            ssl_mode: Some(pg.ssl_mode),
+            ca_file: pg.ca_file.clone(),
+            schema: pg.schema.clone(),
+            table: pg.table.clone(),
+        };
+        Ok(PgStore::connect(&settings, max_connections).await?)
     }
 }
