@@ -60,6 +60,19 @@ pub struct ClientTls {
     pub key_secret_ref: Option<SecretKeyRef>,
 }
 
+impl ClientTls {
+    /// Every Secret key the TLS settings reference.
+    pub fn secret_refs(&self) -> impl Iterator<Item = &SecretKeyRef> {
+        [
+            &self.ca_secret_ref,
+            &self.cert_secret_ref,
+            &self.key_secret_ref,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 /// SASL mechanism names as Kafka spells them.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum SaslMechanism {

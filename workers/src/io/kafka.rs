@@ -14,7 +14,9 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -365,29 +367,21 @@ pub fn commit_sync<X: ConsumerContext, C: Consumer<X>>(
     consumer: &C,
     offsets: &HashMap<(String, i32), i64>,
 ) -> Result<(), KafkaIoError> {
-    if offsets.is_empty() {
-        return Ok(());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in offsets {
-        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-            .map_err(|source| KafkaIoError::Op {
-                what: "build commit list",
-                source,
-            })?;
-    }
-    consumer
-        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
-        .map_err(|source| KafkaIoError::Op {
-            what: "commit offsets",
-            source,
-        })
+    commit(consumer, offsets, CommitMode::Sync)
 }
 
 /// Commits `offsets` without waiting for the broker.
 pub fn commit_async<X: ConsumerContext, C: Consumer<X>>(
     consumer: &C,
     offsets: &HashMap<(String, i32), i64>,
+) -> Result<(), KafkaIoError> {
+    commit(consumer, offsets, CommitMode::Async)
+}
+
+fn commit<X: ConsumerContext, C: Consumer<X>>(
+    consumer: &C,
+    offsets: &HashMap<(String, i32), i64>,
+    mode: CommitMode,
 ) -> Result<(), KafkaIoError> {
     if offsets.is_empty() {
         return Ok(());
@@ -401,7 +395,7 @@ pub fn commit_async<X: ConsumerContext, C: Consumer<X>>(
             })?;
     }
     consumer
-        .commit(&tpl, rdkafka::consumer::CommitMode::Async)
+        .commit(&tpl, mode)
         .map_err(|source| KafkaIoError::Op {
             what: "commit offsets",
             source,

@@ -54,15 +54,7 @@ pub fn stage_secret_keys(inputs: &Inputs<'_>, stage: Stage) -> BTreeMap<String, 
     let mut refs: Vec<&SecretKeyRef> = Vec::new();
     // Every stage talks to Kafka (ingest through its relay).
     if let Some(tls) = &spec.kafka.tls {
-        refs.extend(
-            [
-                &tls.ca_secret_ref,
-                &tls.cert_secret_ref,
-                &tls.key_secret_ref,
-            ]
-            .into_iter()
-            .flatten(),
-        );
+        refs.extend(tls.secret_refs());
     }
     if let Some(sasl) = &spec.kafka.sasl {
         refs.push(&sasl.username_secret_ref);
@@ -79,15 +71,7 @@ pub fn stage_secret_keys(inputs: &Inputs<'_>, stage: Stage) -> BTreeMap<String, 
         Stage::Aggregate => {}
         Stage::Sink => {
             if let Some(tls) = &inputs.sink.tls {
-                refs.extend(
-                    [
-                        &tls.ca_secret_ref,
-                        &tls.cert_secret_ref,
-                        &tls.key_secret_ref,
-                    ]
-                    .into_iter()
-                    .flatten(),
-                );
+                refs.extend(tls.secret_refs());
             }
             if let Some(c) = &inputs.sink.credentials {
                 refs.push(&c.username_secret_ref);
