@@ -268,6 +268,29 @@ fn settled_reads(objects: &[Value], created: &[Seen]) -> Vec<Expect> {
     script
 }
 
+/// The pipeline after a second reconcile found the children `created` made
+/// and recorded their status, so the next reconcile has only its own work.
+async fn settled(objects: &[Value], created: &[Seen]) -> TaxiPipeline {
+    let status_path = format!("{API}/taxipipelines/demo/status");
+    let mut p = pipeline(objects, true);
+    p.status =
+        serde_json::from_value(find(created, Method::PATCH, &status_path).body["status"].clone())
+            .unwrap();
+    let mut script = settled_reads(objects, created);
+    script.push(Expect::apply_status(
+        status_path.clone(),
+        object(objects, "TaxiPipeline", "demo"),
+    ));
+    script.push(Expect::event(NS));
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p.clone()), ctx)).await;
+    result.unwrap();
+    p.status =
+        serde_json::from_value(find(&seen, Method::PATCH, &status_path).body["status"].clone())
+            .unwrap();
+    p
+}
+
 #[tokio::test]
 async fn a_settled_pipeline_is_reconciled_without_a_single_write() {
     let objects = fixture();
@@ -413,24 +436,8 @@ async fn deleting_a_pipeline_runs_the_finalizer() {
 async fn children_the_spec_no_longer_wants_are_deleted() {
     let objects = fixture();
     let created = create(&objects).await;
-    let status_path = format!("{API}/taxipipelines/demo/status");
-    let mut p = pipeline(&objects, true);
-    p.status =
-        serde_json::from_value(find(&created, Method::PATCH, &status_path).body["status"].clone())
-            .unwrap();
     // Settle first, so that only the deletion remains to be done.
-    let mut script = settled_reads(&objects, &created);
-    script.push(Expect::apply_status(
-        status_path.clone(),
-        object(&objects, "TaxiPipeline", "demo"),
-    ));
-    script.push(Expect::event(NS));
-    let (ctx, handle) = mock_context();
-    let (result, seen) = run(handle, script, reconcile(Arc::new(p.clone()), ctx)).await;
-    result.unwrap();
-    p.status =
-        serde_json::from_value(find(&seen, Method::PATCH, &status_path).body["status"].clone())
-            .unwrap();
+    let p = settled(&objects, &created).await;
 
     // An HPA left from when the aggregate stage autoscaled, and one made by someone else.
     let hpa = |uid: &str| {
@@ -584,23 +591,7 @@ async fn a_child_owned_by_someone_else_is_left_alone_and_reported() {
 async fn out_of_band_edits_to_a_child_are_reverted() {
     let objects = fixture();
     let created = create(&objects).await;
-    let status_path = format!("{API}/taxipipelines/demo/status");
-    let mut p = pipeline(&objects, true);
-    p.status =
-        serde_json::from_value(find(&created, Method::PATCH, &status_path).body["status"].clone())
-            .unwrap();
-    let mut script = settled_reads(&objects, &created);
-    script.push(Expect::apply_status(
-        status_path.clone(),
-        object(&objects, "TaxiPipeline", "demo"),
-    ));
-    script.push(Expect::event(NS));
-    let (ctx, handle) = mock_context();
-    let (result, seen) = run(handle, script, reconcile(Arc::new(p.clone()), ctx)).await;
-    result.unwrap();
-    p.status =
-        serde_json::from_value(find(&seen, Method::PATCH, &status_path).body["status"].clone())
-            .unwrap();
+    let p = settled(&objects, &created).await;
 
     // Someone ran `kubectl scale deployment demo-sink --replicas=5`.
     let sink = CHILDREN[6];
