@@ -14,6 +14,12 @@ use crate::metrics::Metrics;
 /// The one field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "taxistream-operator";
 
+/// After this long in deletion, an unreachable broker or cluster no longer
+/// blocks a KafkaTopic or CassandraSink (and its namespace) from going away;
+/// the external resource is left behind and a Warning Event says so.
+pub const DELETE_GIVE_UP: k8s_openapi::jiff::SignedDuration =
+    k8s_openapi::jiff::SignedDuration::from_mins(10);
+
 /// Operator-wide settings from the command line.
 #[derive(Clone, Debug)]
 pub struct Settings {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -18,14 +18,12 @@ use taxistream_crds::{CassandraSink, CassandraSinkStatus, DeletionPolicy};
 
 use super::schema::{self, SCHEMA_VERSION};
 use super::session::{self, connect};
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::{Context, DELETE_GIVE_UP, FIELD_MANAGER};
 use crate::error::{Error, Result};
 
 pub const FINALIZER: &str = "taxistream.dev/sink";
 const CONTROLLER: &str = "sink";
 const RESYNC: Duration = Duration::from_secs(300);
-/// After this long in deletion, an unreachable cluster no longer blocks the object.
-const DELETE_GIVE_UP: SignedDuration = SignedDuration::from_mins(10);
 
 pub async fn reconcile(sink: Arc<CassandraSink>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);

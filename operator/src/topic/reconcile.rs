@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -17,15 +17,12 @@ use taxistream_crds::{DeletionPolicy, KafkaTopic, KafkaTopicStatus};
 
 use super::admin::{TopicAdmin, client_config};
 use super::plan::{BrokerTopic, Plan, Step, plan};
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::{Context, DELETE_GIVE_UP, FIELD_MANAGER};
 use crate::error::{Error, Result};
 
 pub const FINALIZER: &str = "taxistream.dev/topic";
 const CONTROLLER: &str = "topic";
 const RESYNC: Duration = Duration::from_secs(300);
-/// After this long in deletion, an unreachable cluster no longer blocks the
-/// object (and its namespace) from going away; the topic is left behind.
-pub const DELETE_GIVE_UP: SignedDuration = SignedDuration::from_mins(10);
 
 pub async fn reconcile(topic: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
