@@ -4,13 +4,19 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 ENV := . scripts/env.sh &&
 
-.PHONY: setup test fmt fmt-check lint unit check-crds crds demo bench bench-e2e
+.PHONY: setup test test-external fmt fmt-check lint unit check-crds crds demo bench bench-e2e
 
 setup:
 	bash scripts/setup.sh
 
 ## test: everything CI checks: formatting, clippy, all tests with real services.
 test: fmt-check lint check-crds unit
+
+## test-external: the #[ignore]d tests that need servers `make test` cannot start: a
+## Cassandra (CASSANDRA_CONTACT_POINTS) and an Apache Kafka (KAFKA_FULL_BOOTSTRAP).
+## Fails, saying which, unless both are set.
+test-external:
+	$(ENV) bash scripts/test-external.sh
 
 fmt:
 	$(ENV) cargo fmt --all

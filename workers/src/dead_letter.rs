@@ -13,7 +13,8 @@ use crate::trip::{Micros, SourceRef, Trip};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
-    /// A field could not be parsed as its type (or a required field is null).
+    /// A field could not be parsed as its type (text in a numeric column, a
+    /// fractional zone id, NaN or infinity), or a required field is null.
     Unparsable,
     /// Dropoff time before pickup time.
     DropoffBeforePickup,
@@ -21,6 +22,10 @@ pub enum Reason {
     ZoneOutOfRange,
     /// Pickup years away from the month the file covers.
     TimestampOutOfRange,
+    /// A value outside what a trip can have: a passenger count outside
+    /// 0..=9, an amount or distance beyond ten million, a fare of a fraction
+    /// of a cent.
+    ValueOutOfRange,
     /// Arrived after every window it belongs to had closed.
     Late,
 }
@@ -32,6 +37,7 @@ impl Reason {
             Reason::DropoffBeforePickup => "dropoff_before_pickup",
             Reason::ZoneOutOfRange => "zone_out_of_range",
             Reason::TimestampOutOfRange => "timestamp_out_of_range",
+            Reason::ValueOutOfRange => "value_out_of_range",
             Reason::Late => "late",
         }
     }

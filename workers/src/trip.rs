@@ -21,7 +21,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDateTime};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 
 pub use taxistream_crds::pipeline::Dataset;
@@ -35,6 +35,48 @@ pub const MICROS_PER_SECOND: i64 = 1_000_000;
 /// Converts a naive timestamp to [`Micros`].
 pub fn micros_from_naive(ts: NaiveDateTime) -> Micros {
     ts.and_utc().timestamp_micros()
+}
+
+/// New York local time of a UTC instant (microseconds since the Unix
+/// epoch), as [`Micros`]: files that store instants (Parquet timestamps with
+/// a time zone, text with an offset) are brought onto the TLC's clock.
+///
+/// US Eastern rules since 1987 (the TLC's records start in 2009): EST is
+/// UTC-5; EDT (UTC-4) runs from 2:00 local on the second Sunday of March to
+/// 2:00 local on the first Sunday of November, and before 2007 from the first
+/// Sunday of April to the last Sunday of October.
+pub fn new_york_from_utc(utc: Micros) -> Micros {
+    const HOUR: Micros = 3_600 * MICROS_PER_SECOND;
+    let year = naive_from_micros(utc).map_or(1970, |t| t.year());
+    // The n-th Sunday (1-based) of a month, or its last one with n = 0.
+    let sunday = |month: u32, n: u32| -> Micros {
+        let day = if n == 0 {
+            let next = if month == 12 {
+                NaiveDate::from_ymd_opt(year + 1, 1, 1)
+            } else {
+                NaiveDate::from_ymd_opt(year, month + 1, 1)
+            };
+            next.and_then(|d| d.pred_opt()).map(|last| {
+                let back = last.weekday().num_days_from_sunday();
+                last - chrono::Duration::days(i64::from(back))
+            })
+        } else {
+            NaiveDate::from_ymd_opt(year, month, 1).map(|first| {
+                let ahead = (7 - first.weekday().num_days_from_sunday()) % 7;
+                first + chrono::Duration::days(i64::from(ahead + 7 * (n - 1)))
+            })
+        };
+        day.and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map_or(0, micros_from_naive)
+    };
+    let (start, end) = if year >= 2007 {
+        (sunday(3, 2), sunday(11, 1))
+    } else {
+        (sunday(4, 1), sunday(10, 0))
+    };
+    // 2:00 EST is 7:00 UTC; 2:00 EDT is 6:00 UTC.
+    let dst = (start + 7 * HOUR..end + 6 * HOUR).contains(&utc);
+    utc - if dst { 4 * HOUR } else { 5 * HOUR }
 }
 
 /// Converts [`Micros`] back to a naive timestamp; `None` only for values
@@ -418,6 +460,33 @@ mod tests {
         assert_eq!(b.len(), 1);
         assert_eq!(b.row(0), t);
         assert_eq!(t.duration_seconds(), 600.0);
+    }
+
+    #[test]
+    fn utc_instants_become_new_york_local_time_across_dst() {
+        let at = |s: &str| {
+            micros_from_naive(NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap())
+        };
+        for (utc, local) in [
+            ("2024-01-15 15:00:00", "2024-01-15 10:00:00"),
+            ("2024-07-04 16:00:00", "2024-07-04 12:00:00"),
+            // 2024-03-10: clocks jump from 2:00 EST to 3:00 EDT (7:00 UTC).
+            ("2024-03-10 06:59:59", "2024-03-10 01:59:59"),
+            ("2024-03-10 07:00:00", "2024-03-10 03:00:00"),
+            // 2024-11-03: 2:00 EDT (6:00 UTC) falls back to 1:00 EST.
+            ("2024-11-03 05:59:59", "2024-11-03 01:59:59"),
+            ("2024-11-03 06:00:00", "2024-11-03 01:00:00"),
+            // Before 2007: first Sunday of April to last Sunday of October.
+            ("2006-04-02 07:00:00", "2006-04-02 03:00:00"),
+            ("2006-10-29 06:00:00", "2006-10-29 01:00:00"),
+            ("2006-03-20 12:00:00", "2006-03-20 07:00:00"),
+        ] {
+            assert_eq!(
+                format_micros(new_york_from_utc(at(utc))),
+                local,
+                "{utc} UTC"
+            );
+        }
     }
 
     #[test]

@@ -3,20 +3,45 @@
 //!
 //! Nulls the TLC allows (passenger count, rate code, fees…) pass. Negative
 //! amounts are refunds and voids: they pass and are counted. A record fails
-//! when its dropoff precedes its pickup, a zone id is outside `1..=265`, or its
-//! pickup is far from the month the file covers; each failure becomes a
-//! [`DeadLetter`] naming the field.
+//! when its dropoff precedes its pickup, a zone id is outside `1..=265`, its
+//! pickup is far from the month the file covers, or a value is outside what
+//! a trip can have ([`MAX_PASSENGERS`], [`MAX_MAGNITUDE`], [`MIN_FARE`]);
+//! each failure becomes a [`DeadLetter`] naming the field. The value bounds
+//! also keep every window sum finite: no sum of at most 2^64 values of at
+//! most 1e7 can overflow, and no tip ratio can divide by a near-zero fare.
 
 use chrono::{Datelike, NaiveDate};
 
 use crate::dead_letter::{DeadLetter, Reason};
-use crate::trip::{MICROS_PER_SECOND, Micros, TripBatch, format_micros, micros_from_naive};
+use crate::trip::{
+    MICROS_PER_SECOND, Micros, NULL_I32, TripBatch, format_micros, micros_from_naive,
+};
 use crate::zones::MAX_ZONE;
 
 /// How far outside its file's month a pickup may be and still count. TLC
 /// files carry a few pickups from the neighbouring days (a 2020-01 file has
 /// pickups of 2019-12-18), while broken meters produce dates years away.
 pub const DEFAULT_MONTH_TOLERANCE_DAYS: i64 = 31;
+
+/// An Open Data dataset covers a year, not a month: its month is learnt from
+/// the first page and the year around it accepted, which still catches
+/// timestamps years away.
+pub const OPEN_DATA_TOLERANCE_DAYS: i64 = 366;
+
+/// The most passengers a trip can carry. The TLC data dictionary calls the
+/// count "driver-entered"; taxis seat at most five (six with a child on a
+/// lap) and the published files reach 9. `0` is common (not entered) and is
+/// kept.
+pub const MAX_PASSENGERS: i32 = 9;
+
+/// The largest amount (dollars) or distance (miles) a record may carry.
+/// Real files hold meter errors near a million; beyond ten million a value
+/// is corruption, and it could overflow a window sum.
+pub const MAX_MAGNITUDE: f64 = 1e7;
+
+/// The smallest non-zero fare: half a cent. A smaller one is no amount and
+/// would turn the tip ratio (tip / fare) into an astronomic number.
+pub const MIN_FARE: f64 = 0.005;
 
 /// A calendar month.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -113,6 +138,18 @@ pub struct Validator {
 }
 
 impl Validator {
+    /// For a file or URL: its month from its name (the TLC names files
+    /// `yellow_tripdata_2025-02.parquet`), else learnt from its first batch.
+    /// `run` and `ingest` both check their files with this.
+    pub fn for_file(name: &str, tolerance_days: i64) -> Self {
+        Self::new(Month::from_name(name), tolerance_days)
+    }
+
+    /// For an Open Data dataset: see [`OPEN_DATA_TOLERANCE_DAYS`].
+    pub fn for_open_data(tolerance_days: i64) -> Self {
+        Self::new(None, tolerance_days.max(OPEN_DATA_TOLERANCE_DAYS))
+    }
+
     /// For a source whose month is known (from its name) or, when `None`,
     /// learnt from the median pickup of its first batch.
     pub fn new(month: Option<Month>, tolerance_days: i64) -> Self {
@@ -170,16 +207,24 @@ impl Validator {
                 && (1..=MAX_ZONE).contains(&du)
                 && pickup >= lo
                 && pickup < hi;
-            valid.push(ok);
-            if ok {
+            let out_of_range = if ok {
+                value_out_of_range(batch, i)
+            } else {
+                None
+            };
+            if ok && out_of_range.is_none() {
+                valid.push(true);
                 out.valid += 1;
                 if batch.is_refund(i) {
                     out.refunds += 1;
                 }
                 continue;
             }
+            valid.push(false);
             out.rejected += 1;
-            let (reason, field, detail) = if !(lo..hi).contains(&pickup) {
+            let (reason, field, detail) = if let Some((field, detail)) = out_of_range {
+                (Reason::ValueOutOfRange, field, detail)
+            } else if !(lo..hi).contains(&pickup) {
                 (
                     Reason::TimestampOutOfRange,
                     "pickup",
@@ -225,10 +270,55 @@ impl Validator {
     }
 }
 
+/// The first value of row `i` outside what a trip can have, with its field.
+fn value_out_of_range(batch: &TripBatch, i: usize) -> Option<(&'static str, String)> {
+    let passengers = batch.passenger_count[i];
+    if passengers != NULL_I32 && !(0..=MAX_PASSENGERS).contains(&passengers) {
+        return Some((
+            "passenger_count",
+            format!("passenger_count {passengers} outside 0..={MAX_PASSENGERS}"),
+        ));
+    }
+    // Nullable fees are NaN when null; every other amount must be finite.
+    let amounts: [(&'static str, f64, bool); 11] = [
+        ("trip_distance", batch.trip_distance[i], false),
+        ("fare_amount", batch.fare_amount[i], false),
+        ("extra", batch.extra[i], false),
+        ("mta_tax", batch.mta_tax[i], false),
+        ("tip_amount", batch.tip_amount[i], false),
+        ("tolls_amount", batch.tolls_amount[i], false),
+        (
+            "improvement_surcharge",
+            batch.improvement_surcharge[i],
+            false,
+        ),
+        ("total_amount", batch.total_amount[i], false),
+        ("congestion_surcharge", batch.congestion_surcharge[i], true),
+        ("airport_fee", batch.airport_fee[i], true),
+        ("cbd_congestion_fee", batch.cbd_congestion_fee[i], true),
+    ];
+    for (field, v, nullable) in amounts {
+        if nullable && v.is_nan() {
+            continue;
+        }
+        if !(v.abs() <= MAX_MAGNITUDE) {
+            return Some((field, format!("{field} {v} outside ±{MAX_MAGNITUDE}")));
+        }
+    }
+    let fare = batch.fare_amount[i];
+    if fare != 0.0 && fare.abs() < MIN_FARE {
+        return Some((
+            "fare_amount",
+            format!("fare_amount {fare} is less than half a cent"),
+        ));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trip::{Dataset, NULL_I32, SourceRef, Trip};
+    use crate::trip::{Dataset, SourceRef, Trip};
 
     fn trip(pickup: &str, dropoff: &str, pu: i32, fare: f64) -> Trip {
         let p = |s: &str| {
@@ -312,6 +402,72 @@ mod tests {
             ]
         );
         assert_eq!(dead[1].field.as_deref(), Some("PULocationID"));
+    }
+
+    #[test]
+    fn values_no_trip_can_have_are_rejected_and_sums_stay_finite() {
+        let ok = trip("2020-01-05 10:00:00", "2020-01-05 10:10:00", 10, 5.0);
+        let with = |f: &dyn Fn(&mut Trip)| {
+            let mut t = ok.clone();
+            f(&mut t);
+            t
+        };
+        let trips = vec![
+            with(&|t| t.passenger_count = Some(0)),
+            with(&|t| t.passenger_count = Some(9)),
+            with(&|t| t.passenger_count = Some(255)),
+            with(&|t| t.passenger_count = Some(-3)),
+            with(&|t| t.fare_amount = 1e308),
+            with(&|t| t.total_amount = f64::INFINITY),
+            with(&|t| t.tip_amount = f64::NAN),
+            with(&|t| t.fare_amount = 1e-300),
+            with(&|t| t.trip_distance = -1e9),
+            with(&|t| t.airport_fee = Some(f64::NEG_INFINITY)),
+            with(&|t| t.fare_amount = -9_999_999.0),
+        ];
+        let batch = TripBatch::from_trips("t".into(), Dataset::Yellow, &trips);
+        let mut v =
+            Validator::for_file("yellow_tripdata_2020-01.csv", DEFAULT_MONTH_TOLERANCE_DAYS);
+        let mut valid = Vec::new();
+        let mut dead = Vec::new();
+        v.check(&batch, &mut valid, |d| dead.push(d));
+        assert_eq!(
+            valid,
+            vec![
+                true, true, false, false, false, false, false, false, false, false, true
+            ]
+        );
+        assert!(dead.iter().all(|d| d.reason == Reason::ValueOutOfRange));
+        let fields: Vec<_> = dead.iter().map(|d| d.field.clone().unwrap()).collect();
+        assert_eq!(
+            fields,
+            [
+                "passenger_count",
+                "passenger_count",
+                "fare_amount",
+                "total_amount",
+                "tip_amount",
+                "fare_amount",
+                "trip_distance",
+                "airport_fee"
+            ]
+        );
+        assert!(
+            dead[1].detail.contains("-3 outside 0..=9"),
+            "{}",
+            dead[1].detail
+        );
+    }
+
+    #[test]
+    fn open_data_accepts_the_year_around_its_month_in_every_stage() {
+        let v = Validator::for_open_data(DEFAULT_MONTH_TOLERANCE_DAYS);
+        assert_eq!(
+            v.tolerance,
+            OPEN_DATA_TOLERANCE_DAYS * 86_400 * MICROS_PER_SECOND
+        );
+        let f = Validator::for_file("green_tripdata_2024-02.parquet", 31);
+        assert_eq!(f.month(), Month::new(2024, 2));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use taxistream_worker::source::http::{Downloader, RetryPolicy, client};
+use taxistream_worker::source::http::{Downloader, RetryPolicy, Timeouts, client, client_with};
 use taxistream_worker::source::open_data::{OpenDataPager, OpenDataQuery};
 use taxistream_worker::stage::run_local::{RunArgs, run};
 use taxistream_worker::trip::Dataset;
@@ -182,6 +182,87 @@ async fn download_retries_server_errors_but_not_missing_files() {
         .filter(|r| r.path.contains("missing"))
         .count();
     assert_eq!(missing_requests, 1, "a 404 is not retried");
+}
+
+#[tokio::test]
+async fn a_server_that_stops_answering_costs_the_read_timeout_per_attempt() {
+    // Accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/yellow_tripdata_2025-01.parquet",
+        listener.local_addr().unwrap()
+    );
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(8) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(1),
+        read: Duration::from_millis(300),
+    };
+    let retry = RetryPolicy {
+        max_retries: 2,
+        ..fast_retry()
+    };
+    let dl = Downloader::new(
+        client_with(timeouts).unwrap(),
+        dir.path().to_path_buf(),
+        retry,
+    );
+    let started = std::time::Instant::now();
+    let err = dl.fetch(&url).await.unwrap_err().to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "3 attempts of 300 ms took {:?}",
+        started.elapsed()
+    );
+    assert!(err.contains(&url), "{err}");
+}
+
+#[test]
+fn timeouts_and_retries_are_options_of_run_and_ingest() {
+    use taxistream_worker::stage::ingest::IngestArgs;
+    #[derive(clap::Parser)]
+    struct Ingest {
+        #[command(flatten)]
+        args: IngestArgs,
+    }
+    let cli = Cli::parse_from([
+        "run",
+        "--input",
+        "x.csv",
+        "--connect-timeout",
+        "3s",
+        "--read-timeout",
+        "1m",
+    ]);
+    assert_eq!((cli.run.connect_timeout, cli.run.read_timeout), (3, 60));
+    let defaults = Cli::parse_from(["run", "--input", "x.csv"]);
+    assert_eq!(
+        (defaults.run.connect_timeout, defaults.run.read_timeout),
+        (10, 30)
+    );
+    let ingest = Ingest::parse_from([
+        "ingest",
+        "--retries",
+        "1",
+        "--connect-timeout",
+        "2s",
+        "--read-timeout",
+        "5s",
+    ]);
+    assert_eq!(
+        (
+            ingest.args.retries,
+            ingest.args.connect_timeout,
+            ingest.args.read_timeout
+        ),
+        (1, 2, 5)
+    );
 }
 
 fn socrata_record(i: usize) -> serde_json::Value {

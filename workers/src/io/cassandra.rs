@@ -16,6 +16,7 @@
 //! as if it were UTC, exactly as the TLC publishes it.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -24,6 +25,7 @@ use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::{Session, TlsContext};
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::statement::Consistency as CqlConsistency;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlDate, CqlTimestamp};
@@ -56,6 +58,15 @@ pub enum CassandraError {
         window_start: String,
         attempts: usize,
         detail: String,
+    },
+    #[error(
+        "localDatacenter {wanted:?} is not a datacenter of the cluster at {contact_points} \
+         (it has: {found}); requests would go to remote nodes"
+    )]
+    Datacenter {
+        wanted: String,
+        contact_points: String,
+        found: String,
     },
     #[error("invalid identifier {0:?}")]
     Identifier(String),
@@ -214,7 +225,7 @@ struct ResultRow<'a> {
 
 /// Connection to the results table.
 pub struct ResultStore {
-    session: Session,
+    session: Arc<Session>,
     upsert: PreparedStatement,
     table: String,
     max_in_flight: usize,
@@ -232,9 +243,16 @@ impl ResultStore {
                 return Err(CassandraError::Identifier(ident.clone()));
             }
         }
+        // Requests go to the local datacenter's nodes only: LOCAL_* consistency
+        // levels mean that datacenter, and a remote one is never used silently.
+        let policy = DefaultPolicy::builder()
+            .prefer_datacenter(cfg.local_datacenter.clone())
+            .permit_dc_failover(false)
+            .build();
         let profile = ExecutionProfile::builder()
             .consistency(consistency(cfg.consistency))
             .request_timeout(Some(Duration::from_secs(10)))
+            .load_balancing_policy(policy)
             .build();
         let mut builder = SessionBuilder::new()
             .known_nodes(&cfg.contact_points)
@@ -251,6 +269,7 @@ impl ResultStore {
             contact_points: cfg.contact_points.join(","),
             detail: e.to_string(),
         })?;
+        check_datacenter(&session, cfg)?;
         let table = format!("{}.{}", cfg.keyspace, cfg.table);
         let mut upsert = session
             .prepare(upsert_cql(&cfg.keyspace, &cfg.table))
@@ -263,7 +282,7 @@ impl ResultStore {
         // and speculate.
         upsert.set_is_idempotent(true);
         Ok(Self {
-            session,
+            session: Arc::new(session),
             upsert,
             table,
             max_in_flight: max_in_flight.max(1),
@@ -274,6 +293,21 @@ impl ResultStore {
     /// The session, for DDL in tests.
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// A readiness check: the cluster answers a query on the local node.
+    pub fn check(&self) -> impl Fn() -> crate::health::CheckFuture + Send + Sync + 'static {
+        let session = self.session.clone();
+        move || {
+            let session = session.clone();
+            Box::pin(async move {
+                session
+                    .query_unpaged("SELECT release_version FROM system.local", ())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }) as crate::health::CheckFuture
+        }
     }
 
     async fn write_one(&self, r: &WindowResult) -> Result<(), CassandraError> {
@@ -335,6 +369,28 @@ impl ResultStore {
             .await?;
         Ok(started.elapsed())
     }
+}
+
+/// Fails unless `localDatacenter` is one of the cluster's datacenters: with
+/// failover off, a wrong name would leave no node to send requests to, and
+/// the error would not say why.
+fn check_datacenter(session: &Session, cfg: &CassandraConfig) -> Result<(), CassandraError> {
+    let state = session.get_cluster_state();
+    let mut found: Vec<String> = state
+        .get_nodes_info()
+        .iter()
+        .filter_map(|n| n.datacenter.clone())
+        .collect();
+    found.sort();
+    found.dedup();
+    if found.is_empty() || found.contains(&cfg.local_datacenter) {
+        return Ok(());
+    }
+    Err(CassandraError::Datacenter {
+        wanted: cfg.local_datacenter.clone(),
+        contact_points: cfg.contact_points.join(","),
+        found: found.join(", "),
+    })
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! Column names and text values shared by every reader: which TLC column is
 //! which across layouts, and how text fields (CSV, Socrata JSON) parse.
 
-use crate::trip::{Dataset, Micros, NULL_I32, TripBatch, micros_from_naive};
+use crate::trip::{Dataset, Micros, NULL_I32, TripBatch, micros_from_naive, new_york_from_utc};
 
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime};
 
 /// The normalised columns of [`crate::trip::Trip`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -210,7 +210,13 @@ pub struct Layout {
 pub enum LayoutProblem {
     /// Coordinates instead of zone ids: the TLC layouts before 2016-07.
     LegacyCoordinates(Vec<String>),
-    Missing(Vec<&'static str>),
+    /// Required columns absent; `found` is what the header holds instead.
+    Missing {
+        missing: Vec<&'static str>,
+        found: Vec<String>,
+    },
+    /// The first line is data, not column names.
+    NoHeader(String),
 }
 
 impl std::fmt::Display for LayoutProblem {
@@ -222,8 +228,32 @@ impl std::fmt::Display for LayoutProblem {
                  only the 2016-07 and later layouts (PULocationID/DOLocationID) are supported",
                 cols.join(", ")
             ),
-            LayoutProblem::Missing(cols) => {
-                write!(f, "required columns missing: {}", cols.join(", "))
+            LayoutProblem::Missing { missing, found } => {
+                write!(f, "required columns missing: {}", missing.join(", "))?;
+                let shown: Vec<String> = found
+                    .iter()
+                    .take(8)
+                    .map(|c| c.chars().take(40).collect())
+                    .collect();
+                let more = found.len().saturating_sub(shown.len());
+                write!(
+                    f,
+                    "; the header has {} column(s): {}",
+                    found.len(),
+                    shown.join(", ")
+                )?;
+                if more > 0 {
+                    write!(f, " and {more} more")?;
+                }
+                Ok(())
+            }
+            LayoutProblem::NoHeader(line) => {
+                let line: String = line.chars().take(120).collect();
+                write!(
+                    f,
+                    "no header line: the first line is data ({line}); TLC CSV files start \
+                     with a line naming the columns"
+                )
             }
         }
     }
@@ -238,7 +268,9 @@ impl Layout {
         let mut positions = [None; FIELD_COUNT];
         let mut legacy = Vec::new();
         let mut dataset = None;
+        let mut found = Vec::new();
         for (i, name) in names.into_iter().enumerate() {
+            found.push(name.to_string());
             let lower = name.trim().to_ascii_lowercase();
             if lower.starts_with("tpep_") {
                 dataset = Some(Dataset::Yellow);
@@ -264,7 +296,7 @@ impl Layout {
             .map(|f| f.name())
             .collect();
         if !missing.is_empty() {
-            return Err(LayoutProblem::Missing(missing));
+            return Err(LayoutProblem::Missing { missing, found });
         }
         Ok(Layout { positions, dataset })
     }
@@ -283,15 +315,43 @@ pub struct ParsedRow {
     pub flag: i8,
 }
 
-/// A field that did not parse.
+/// A field of one row that cannot be used.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldError {
     pub field: Field,
-    pub message: String,
+    /// Why its text did not parse; `None` when the value is missing.
+    pub unparsed: Option<String>,
+}
+
+impl FieldError {
+    pub fn missing(field: Field) -> Self {
+        Self {
+            field,
+            unparsed: None,
+        }
+    }
+
+    pub fn unparsed(field: Field, why: String) -> Self {
+        Self {
+            field,
+            unparsed: Some(why),
+        }
+    }
+
+    /// The dead letter's detail, the same for every reader:
+    /// `fare_amount did not parse: "abc" is not a number`, `PULocationID is empty`.
+    pub fn detail(&self) -> String {
+        match &self.unparsed {
+            Some(why) => format!("{} did not parse: {why}", self.field.name()),
+            None => format!("{} is empty", self.field.name()),
+        }
+    }
 }
 
 /// Parses `YYYY-MM-DD HH:MM:SS`, the `T`-separated form, and fractional
-/// seconds (Socrata writes `2021-07-01T00:05:33.000`).
+/// seconds (Socrata writes `2021-07-01T00:05:33.000`), as the TLC's naive
+/// local time. A timestamp with a UTC offset or `Z` is an instant: it is
+/// converted to New York local time.
 pub fn parse_timestamp(s: &str) -> Option<Micros> {
     let s = s.trim();
     let b = s.as_bytes();
@@ -311,7 +371,7 @@ pub fn parse_timestamp(s: &str) -> Option<Micros> {
         let time = chrono::NaiveTime::from_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
         return Some(micros_from_naive(NaiveDateTime::new(date, time)));
     }
-    [
+    let naive = [
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M:%S%.f",
         "%m/%d/%Y %I:%M:%S %p",
@@ -319,21 +379,56 @@ pub fn parse_timestamp(s: &str) -> Option<Micros> {
     ]
     .iter()
     .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())
-    .map(micros_from_naive)
+    .map(micros_from_naive);
+    naive.or_else(|| {
+        ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"]
+            .iter()
+            .find_map(|fmt| DateTime::parse_from_str(&s.replace('Z', "+00:00"), fmt).ok())
+            .map(|t| new_york_from_utc(t.timestamp_micros()))
+    })
+}
+
+/// An integer stored as a floating-point number (Parquet `double` columns,
+/// pandas re-saves): only whole numbers in range are integers.
+pub fn int_from_f64(v: f64, text: &str) -> Result<i32, String> {
+    if !v.is_finite() {
+        Err(format!("{text} is not a finite number"))
+    } else if v.fract() != 0.0 {
+        Err(format!("{text} is not a whole number"))
+    } else if v <= f64::from(NULL_I32) || v > f64::from(i32::MAX) {
+        Err(format!("{text} is out of range"))
+    } else {
+        Ok(v as i32)
+    }
+}
+
+/// An integer stored in a wider integer type.
+pub fn int_from_i64(v: i64) -> Result<i32, String> {
+    i32::try_from(v)
+        .ok()
+        .filter(|&i| i != NULL_I32)
+        .ok_or_else(|| format!("{v} is out of range"))
+}
+
+/// A decimal stored as a floating-point number: NaN and infinities are not
+/// amounts.
+pub fn finite(v: f64, text: &str) -> Result<f64, String> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{text} is not a finite number"))
+    }
 }
 
 /// Parses an integer written as `1`, `1.0` or `1.` (pandas turns integer
 /// columns with nulls into floats). Fractional values are errors.
 pub fn parse_int(s: &str) -> Result<i32, String> {
     let s = s.trim();
-    if let Ok(v) = s.parse::<i32>() {
-        return Ok(v);
+    if let Ok(v) = s.parse::<i64>() {
+        return int_from_i64(v).map_err(|_| format!("{s:?} is out of range"));
     }
     match s.parse::<f64>() {
-        Ok(f) if f.fract() == 0.0 && f >= f64::from(i32::MIN + 1) && f <= f64::from(i32::MAX) => {
-            Ok(f as i32)
-        }
-        Ok(_) => Err(format!("{s:?} is not an integer")),
+        Ok(f) => int_from_f64(f, &format!("{s:?}")),
         Err(_) => Err(format!("{s:?} is not a number")),
     }
 }
@@ -342,8 +437,8 @@ pub fn parse_int(s: &str) -> Result<i32, String> {
 pub fn parse_float(s: &str) -> Result<f64, String> {
     let s = s.trim();
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(format!("{s:?} is not a number")),
+        Ok(v) => finite(v, &format!("{s:?}")),
+        Err(_) => Err(format!("{s:?} is not a number")),
     }
 }
 
@@ -358,7 +453,7 @@ pub fn parse_row<'a>(get: impl Fn(Field) -> Option<&'a str>) -> Result<ParsedRow
     };
     for f in ALL_FIELDS {
         let text = get(f).map(str::trim).filter(|s| !s.is_empty());
-        let err = |message: String| FieldError { field: f, message };
+        let err = |why: String| FieldError::unparsed(f, why);
         match (f.kind(), text) {
             (Kind::Timestamp, Some(s)) => {
                 let t =
@@ -367,22 +462,25 @@ pub fn parse_row<'a>(get: impl Fn(Field) -> Option<&'a str>) -> Result<ParsedRow
             }
             (Kind::Int { .. }, Some(s)) => row.ints[f.index()] = parse_int(s).map_err(err)?,
             (Kind::Float { .. }, Some(s)) => row.floats[f.index()] = parse_float(s).map_err(err)?,
-            (Kind::Flag, Some(s)) => {
-                row.flag = match s {
-                    "Y" | "y" => 1,
-                    "N" | "n" => 0,
-                    other => return Err(err(format!("{other:?} is neither Y nor N"))),
-                }
-            }
+            (Kind::Flag, Some(s)) => row.flag = parse_flag(s).map_err(err)?,
             (Kind::Timestamp, None)
             | (Kind::Int { nullable: false }, None)
-            | (Kind::Float { nullable: false }, None) => return Err(err("is empty".to_string())),
+            | (Kind::Float { nullable: false }, None) => return Err(FieldError::missing(f)),
             (Kind::Int { nullable: true }, None)
             | (Kind::Float { nullable: true }, None)
             | (Kind::Flag, None) => {}
         }
     }
     Ok(row)
+}
+
+/// `store_and_fwd_flag`: `Y` 1, `N` 0.
+pub fn parse_flag(s: &str) -> Result<i8, String> {
+    match s {
+        "Y" | "y" => Ok(1),
+        "N" | "n" => Ok(0),
+        other => Err(format!("{other:?} is neither Y nor N")),
+    }
 }
 
 /// Appends a parsed row to a batch.
@@ -475,5 +573,36 @@ mod tests {
         assert_eq!(parse_timestamp("2021-07-01T00:05:33.000"), Some(a));
         assert_eq!(parse_timestamp("2021-07-01T00:05:33"), Some(a));
         assert_eq!(parse_timestamp("2021-13-01 00:05:33"), None);
+        // Instants are brought onto the New York clock (EDT in July).
+        assert_eq!(parse_timestamp("2021-07-01T04:05:33Z"), Some(a));
+        assert_eq!(parse_timestamp("2021-07-01 00:05:33-04:00"), Some(a));
+        assert_eq!(parse_timestamp("2021-07-01T06:05:33+02:00"), Some(a));
+    }
+
+    #[test]
+    fn numbers_that_are_not_values_do_not_parse() {
+        assert_eq!(
+            parse_int("132.7"),
+            Err("\"132.7\" is not a whole number".into())
+        );
+        assert!(
+            parse_int("-2147483648").is_err(),
+            "the null marker is not a value"
+        );
+        assert!(parse_int("4294967296").is_err());
+        assert_eq!(parse_int("two"), Err("\"two\" is not a number".into()));
+        for s in ["NaN", "inf", "-inf", "infinity", "1e400"] {
+            assert!(
+                parse_float(s).unwrap_err().contains("not a finite number"),
+                "{s}"
+            );
+        }
+        assert!(parse_float("$12.50").unwrap_err().contains("not a number"));
+        let e = parse_row(|f| (f == Field::FareAmount).then_some("abc")).unwrap_err();
+        assert_eq!(e.detail(), "pickup_datetime is empty");
+        assert_eq!(
+            FieldError::unparsed(Field::FareAmount, "\"abc\" is not a number".into()).detail(),
+            "fare_amount did not parse: \"abc\" is not a number"
+        );
     }
 }

@@ -89,16 +89,51 @@ impl AttemptError {
     }
 }
 
-/// Builds the HTTP client the sources share.
+/// How long a download or API call may wait for the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To establish the connection (TCP and TLS).
+    pub connect: Duration,
+    /// Between two reads of the response: a server that stops sending fails
+    /// the attempt after this long (and the retry resumes where it stopped).
+    pub read: Duration,
+}
+
+/// Defaults of `--connect-timeout` and `--read-timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: DEFAULT_CONNECT_TIMEOUT,
+            read: DEFAULT_READ_TIMEOUT,
+        }
+    }
+}
+
+/// Everything about fetching that a user can set: retries and timeouts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FetchOptions {
+    pub retry: RetryPolicy,
+    pub timeouts: Timeouts,
+}
+
+/// Builds the HTTP client the sources share, with the default timeouts.
 pub fn client() -> Result<reqwest::Client, SourceError> {
+    client_with(Timeouts::default())
+}
+
+/// Builds the HTTP client the sources share.
+pub fn client_with(timeouts: Timeouts) -> Result<reqwest::Client, SourceError> {
     // reqwest is built without a rustls provider of its own (ring only, see
     // dependencies); installing it here makes every caller safe, tests included.
     rustls::crypto::ring::default_provider()
         .install_default()
         .ok();
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(Duration::from_secs(60))
+        .connect_timeout(timeouts.connect)
+        .read_timeout(timeouts.read)
         .user_agent(concat!("taxistream-worker/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| SourceError::Http {

@@ -83,7 +83,7 @@ pub fn records_to_batch(
             Err(e) => out.rejects.push(DeadLetter::unparsable(
                 source(),
                 e.field.name(),
-                format!("{} {}", e.field.name(), e.message),
+                e.detail(),
                 Some(rec.to_string()),
             )),
         }
@@ -121,7 +121,16 @@ impl JsonFileReader {
             name: name.to_string(),
             error,
         })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| SourceError::Json {
+        Self::from_bytes(&bytes, name, default_dataset)
+    }
+
+    /// Reads a response already in memory (a decompressed file).
+    pub fn from_bytes(
+        bytes: &[u8],
+        name: &str,
+        default_dataset: Dataset,
+    ) -> Result<Self, SourceError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| SourceError::Json {
             name: name.to_string(),
             message: e.to_string(),
         })?;

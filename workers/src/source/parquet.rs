@@ -3,9 +3,14 @@
 //! Only the columns a [`crate::trip::Trip`] needs are decoded. Column types
 //! differ between years (int32/int64/double for the same column,
 //! `timestamp[ns]` or `[us]`, `string` or `large_string`), so each column is
-//! cast to its normalised type batch by batch. Rows with a null where the TLC
-//! allows none become dead letters; the rest of the file goes on. A truncated
-//! or corrupt file ends with an error naming it.
+//! converted to its normalised type batch by batch, by the rules the CSV
+//! reader applies to text: integers must be whole (zone 132.7 is no zone),
+//! amounts finite, text columns are parsed as CSV fields are, and timestamps
+//! with a time zone are instants, converted to New York local time. Rows
+//! with a value that breaks these rules, or a null where the TLC allows none,
+//! become dead letters; the rest of the file goes on. A truncated or corrupt
+//! file (including a page whose checksum does not match) ends with an error
+//! naming it.
 
 use std::fs::File;
 use std::path::Path;
@@ -13,14 +18,19 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float64Type, Int32Type, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{
+    DataType, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
-use super::fields::{ALL_FIELDS, Field, Kind, Layout};
+use super::fields::{
+    ALL_FIELDS, Field, FieldError, Kind, Layout, finite, int_from_f64, int_from_i64, parse_flag,
+    parse_float, parse_int, parse_timestamp,
+};
 use super::{BATCH_ROWS, ReadBatch, SourceError, TripReader, dataset_of};
 use crate::dead_letter::DeadLetter;
-use crate::trip::{Dataset, NULL_I32, SourceRef, TripBatch};
+use crate::trip::{Dataset, Micros, NULL_I32, SourceRef, TripBatch, new_york_from_utc};
 
 /// Streams trips out of one Parquet file.
 pub struct ParquetTripReader {
@@ -83,68 +93,236 @@ impl ParquetTripReader {
         })
     }
 
-    fn column(
-        &self,
-        batch: &RecordBatch,
-        f: Field,
-        to: &DataType,
-    ) -> Result<Option<ArrayRef>, SourceError> {
+    fn column(&self, batch: &RecordBatch, f: Field) -> Result<Option<ArrayRef>, SourceError> {
         let Some(col_name) = &self.columns[f.index()] else {
             return Ok(None);
         };
-        let col = batch
+        batch
             .column_by_name(col_name)
+            .cloned()
+            .map(Some)
             .ok_or_else(|| SourceError::Column {
                 name: self.name.to_string(),
                 column: col_name.clone(),
                 message: "missing from a record batch".into(),
-            })?;
+            })
+    }
+
+    fn cast(&self, col: &ArrayRef, f: Field, to: &DataType) -> Result<ArrayRef, SourceError> {
         if col.data_type() == to {
-            return Ok(Some(col.clone()));
+            return Ok(col.clone());
         }
-        cast(col, to).map(Some).map_err(|e| SourceError::Column {
+        cast(col, to).map_err(|e| SourceError::Column {
             name: self.name.to_string(),
-            column: col_name.clone(),
+            column: self.columns[f.index()].clone().unwrap_or_default(),
             message: format!("cannot convert {} to {to}: {e}", col.data_type()),
         })
+    }
+
+    /// A text column's values, to be parsed by the rules of the CSV reader.
+    fn texts(&self, col: &ArrayRef, f: Field) -> Result<Option<ArrayRef>, SourceError> {
+        match col.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                self.cast(col, f, &DataType::Utf8).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Timestamps on the TLC's naive New York clock. A column with a time
+    /// zone holds instants (UTC by definition): they are converted.
+    fn times(
+        &self,
+        col: &ArrayRef,
+        f: Field,
+        problems: &mut RowProblems,
+    ) -> Result<Vec<Micros>, SourceError> {
+        if let Some(text) = self.texts(col, f)? {
+            let text = text.as_string::<i32>();
+            return Ok((0..text.len())
+                .map(|i| {
+                    let s = text.is_valid(i).then(|| text.value(i)).unwrap_or("");
+                    if s.trim().is_empty() {
+                        problems.null(i, f);
+                        return 0;
+                    }
+                    parse_timestamp(s).unwrap_or_else(|| {
+                        problems.unparsed(i, f, format!("{s:?} is not a timestamp"), s);
+                        0
+                    })
+                })
+                .collect());
+        }
+        let zone = match col.data_type() {
+            DataType::Timestamp(_, zone) => zone.clone(),
+            _ => None,
+        };
+        let a = self.cast(
+            col,
+            f,
+            &DataType::Timestamp(TimeUnit::Microsecond, zone.clone()),
+        )?;
+        problems.nulls(&a, f);
+        let values = a.as_primitive::<TimestampMicrosecondType>().values();
+        Ok(match zone {
+            Some(_) => values.iter().map(|&t| new_york_from_utc(t)).collect(),
+            None => values.to_vec(),
+        })
+    }
+
+    /// Integers: whole numbers from integer, floating-point or text columns;
+    /// fractions, non-finite values and text that is no number are problems.
+    fn ints(
+        &self,
+        col: &ArrayRef,
+        f: Field,
+        nullable: bool,
+        problems: &mut RowProblems,
+    ) -> Result<Vec<i32>, SourceError> {
+        let null = |problems: &mut RowProblems, i| {
+            if !nullable {
+                problems.null(i, f);
+            }
+            NULL_I32
+        };
+        if let Some(text) = self.texts(col, f)? {
+            let text = text.as_string::<i32>();
+            return Ok((0..text.len())
+                .map(|i| {
+                    let s = text.is_valid(i).then(|| text.value(i)).unwrap_or("");
+                    if s.trim().is_empty() {
+                        return null(problems, i);
+                    }
+                    parse_int(s).unwrap_or_else(|why| {
+                        problems.unparsed(i, f, why, s);
+                        NULL_I32
+                    })
+                })
+                .collect());
+        }
+        let dt = col.data_type();
+        if dt.is_floating() || matches!(dt, DataType::Decimal128(..) | DataType::Decimal256(..)) {
+            let a = self.cast(col, f, &DataType::Float64)?;
+            let a = a.as_primitive::<Float64Type>();
+            return Ok((0..a.len())
+                .map(|i| {
+                    if a.is_null(i) {
+                        return null(problems, i);
+                    }
+                    let v = a.value(i);
+                    int_from_f64(v, &v.to_string()).unwrap_or_else(|why| {
+                        problems.unparsed(i, f, why, &v.to_string());
+                        NULL_I32
+                    })
+                })
+                .collect());
+        }
+        if dt == &DataType::Int32 {
+            let a = col.as_primitive::<Int32Type>();
+            if a.null_count() == 0 && !a.values().contains(&NULL_I32) {
+                return Ok(a.values().to_vec());
+            }
+        }
+        let a = self.cast(col, f, &DataType::Int64)?;
+        let a = a.as_primitive::<Int64Type>();
+        Ok((0..a.len())
+            .map(|i| {
+                if a.is_null(i) {
+                    return null(problems, i);
+                }
+                int_from_i64(a.value(i)).unwrap_or_else(|why| {
+                    problems.unparsed(i, f, why, &a.value(i).to_string());
+                    NULL_I32
+                })
+            })
+            .collect())
+    }
+
+    /// Decimals: finite numbers from numeric or text columns. A null is
+    /// `null_value` where the TLC allows one.
+    fn floats(
+        &self,
+        col: &ArrayRef,
+        f: Field,
+        nullable: bool,
+        null_value: f64,
+        problems: &mut RowProblems,
+    ) -> Result<Vec<f64>, SourceError> {
+        let null = |problems: &mut RowProblems, i| {
+            if !nullable {
+                problems.null(i, f);
+            }
+            null_value
+        };
+        if let Some(text) = self.texts(col, f)? {
+            let text = text.as_string::<i32>();
+            return Ok((0..text.len())
+                .map(|i| {
+                    let s = text.is_valid(i).then(|| text.value(i)).unwrap_or("");
+                    if s.trim().is_empty() {
+                        return null(problems, i);
+                    }
+                    parse_float(s).unwrap_or_else(|why| {
+                        problems.unparsed(i, f, why, s);
+                        null_value
+                    })
+                })
+                .collect());
+        }
+        let a = self.cast(col, f, &DataType::Float64)?;
+        let a = a.as_primitive::<Float64Type>();
+        if a.null_count() == 0 && a.values().iter().all(|v| v.is_finite()) {
+            return Ok(a.values().to_vec());
+        }
+        Ok((0..a.len())
+            .map(|i| {
+                if a.is_null(i) {
+                    return null(problems, i);
+                }
+                let v = a.value(i);
+                finite(v, &v.to_string()).unwrap_or_else(|why| {
+                    problems.unparsed(i, f, why, &v.to_string());
+                    null_value
+                })
+            })
+            .collect())
+    }
+
+    fn flags(
+        &self,
+        col: &ArrayRef,
+        f: Field,
+        problems: &mut RowProblems,
+    ) -> Result<Vec<i8>, SourceError> {
+        let a = self.cast(col, f, &DataType::Utf8)?;
+        let a = a.as_string::<i32>();
+        Ok((0..a.len())
+            .map(|i| match a.is_valid(i).then(|| a.value(i).trim()) {
+                None | Some("") => -1,
+                Some(s) => parse_flag(s).unwrap_or_else(|why| {
+                    problems.unparsed(i, f, why, s);
+                    -1
+                }),
+            })
+            .collect())
     }
 
     fn convert(&self, batch: &RecordBatch, out: &mut ReadBatch) -> Result<(), SourceError> {
         let n = batch.num_rows();
         let t = &mut out.trips;
-        // Required fields that are null, per row; only allocated when needed.
-        let mut null_field: Vec<Option<Field>> = Vec::new();
-        fn mark_nulls(null_field: &mut Vec<Option<Field>>, n: usize, f: Field, a: &dyn Array) {
-            if a.null_count() == 0 {
-                return;
-            }
-            if null_field.is_empty() {
-                null_field.resize(n, None);
-            }
-            for (i, slot) in null_field.iter_mut().enumerate() {
-                if a.is_null(i) && slot.is_none() {
-                    *slot = Some(f);
-                }
-            }
-        }
+        let mut problems = RowProblems::new(n);
         t.row.extend(self.next_row..self.next_row + n as u64);
         for f in ALL_FIELDS {
+            let col = self.column(batch, f)?;
             match f.kind() {
                 Kind::Timestamp => {
-                    let a =
-                        self.column(batch, f, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
                     let dst = if f == Field::Pickup {
                         &mut t.pickup
                     } else {
                         &mut t.dropoff
                     };
-                    match a {
-                        Some(a) => {
-                            mark_nulls(&mut null_field, n, f, &a);
-                            dst.extend_from_slice(
-                                a.as_primitive::<TimestampMicrosecondType>().values(),
-                            );
-                        }
+                    match col {
+                        Some(col) => dst.extend(self.times(&col, f, &mut problems)?),
                         None => dst.resize(dst.len() + n, 0),
                     }
                 }
@@ -158,18 +336,8 @@ impl ParquetTripReader {
                         Field::PaymentType => &mut t.payment_type,
                         _ => &mut t.trip_type,
                     };
-                    match self.column(batch, f, &DataType::Int32)? {
-                        Some(a) => {
-                            if !nullable {
-                                mark_nulls(&mut null_field, n, f, &a);
-                            }
-                            let a = a.as_primitive::<Int32Type>();
-                            if a.null_count() == 0 {
-                                dst.extend_from_slice(a.values());
-                            } else {
-                                dst.extend(a.iter().map(|v| v.unwrap_or(NULL_I32)));
-                            }
-                        }
+                    match col {
+                        Some(col) => dst.extend(self.ints(&col, f, nullable, &mut problems)?),
                         None => dst.resize(dst.len() + n, NULL_I32),
                     }
                 }
@@ -190,69 +358,98 @@ impl ParquetTripReader {
                         Field::CbdCongestionFee => (&mut t.cbd_congestion_fee, f64::NAN),
                         _ => (&mut t.ehail_fee, f64::NAN),
                     };
-                    match self.column(batch, f, &DataType::Float64)? {
-                        Some(a) => {
-                            if !nullable {
-                                mark_nulls(&mut null_field, n, f, &a);
-                            }
-                            let a = a.as_primitive::<Float64Type>();
-                            if a.null_count() == 0 {
-                                dst.extend_from_slice(a.values());
-                            } else {
-                                dst.extend(a.iter().map(|v| v.unwrap_or(null_value)));
-                            }
+                    match col {
+                        Some(col) => {
+                            dst.extend(self.floats(&col, f, nullable, null_value, &mut problems)?)
                         }
                         None => dst.resize(dst.len() + n, null_value),
                     }
                 }
-                Kind::Flag => match self.column(batch, f, &DataType::Utf8)? {
-                    Some(a) => {
-                        let a = a.as_string::<i32>();
-                        for i in 0..n {
-                            let flag = match a.is_valid(i).then(|| a.value(i)) {
-                                Some("Y") | Some("y") => 1,
-                                Some("N") | Some("n") => 0,
-                                None | Some("") => -1,
-                                Some(_) => {
-                                    if null_field.is_empty() {
-                                        null_field.resize(n, None);
-                                    }
-                                    null_field[i].get_or_insert(f);
-                                    -1
-                                }
-                            };
-                            t.store_and_fwd.push(flag);
-                        }
-                    }
+                Kind::Flag => match col {
+                    Some(col) => t.store_and_fwd.extend(self.flags(&col, f, &mut problems)?),
                     None => t.store_and_fwd.resize(t.store_and_fwd.len() + n, -1),
                 },
             }
         }
-        if !null_field.is_empty() {
+        if !problems.rows.is_empty() {
             let start = t.len() - n;
             let mut keep = vec![true; t.len()];
-            for (i, f) in null_field.iter().enumerate() {
-                if let Some(f) = f {
+            for (i, p) in problems.rows.into_iter().enumerate() {
+                if let Some(p) = p {
                     keep[start + i] = false;
-                    let detail = if *f == Field::StoreAndFwd {
-                        format!("{} is neither Y nor N", f.name())
-                    } else {
-                        format!("{} is null", f.name())
-                    };
                     out.rejects.push(DeadLetter::unparsable(
                         SourceRef {
                             source: self.name.to_string(),
                             row: self.next_row + i as u64,
                         },
-                        f.name(),
-                        detail,
-                        None,
+                        p.field.name(),
+                        p.detail,
+                        p.raw,
                     ));
                 }
             }
             t.retain(&keep);
         }
         Ok(())
+    }
+}
+
+/// Why one row cannot be used: the first field found wrong.
+struct RowProblem {
+    field: Field,
+    detail: String,
+    /// The value as stored, when there is one.
+    raw: Option<String>,
+}
+
+/// The problem of each row of a batch; allocated only once a row has one.
+struct RowProblems {
+    n: usize,
+    rows: Vec<Option<RowProblem>>,
+}
+
+impl RowProblems {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            rows: Vec::new(),
+        }
+    }
+
+    fn set(&mut self, i: usize, problem: impl FnOnce() -> RowProblem) {
+        if self.rows.is_empty() {
+            self.rows.resize_with(self.n, || None);
+        }
+        if self.rows[i].is_none() {
+            self.rows[i] = Some(problem());
+        }
+    }
+
+    /// A null where the TLC allows none.
+    fn null(&mut self, i: usize, field: Field) {
+        self.set(i, || RowProblem {
+            field,
+            detail: format!("{} is null", field.name()),
+            raw: None,
+        });
+    }
+
+    /// Every null of a column where the TLC allows none.
+    fn nulls(&mut self, a: &dyn Array, field: Field) {
+        if a.null_count() > 0 {
+            for i in (0..a.len()).filter(|&i| a.is_null(i)) {
+                self.null(i, field);
+            }
+        }
+    }
+
+    /// A value that is not a value of the field, said as the CSV reader says it.
+    fn unparsed(&mut self, i: usize, field: Field, why: String, raw: &str) {
+        self.set(i, || RowProblem {
+            field,
+            detail: FieldError::unparsed(field, why).detail(),
+            raw: Some(raw.to_string()),
+        });
     }
 }
 

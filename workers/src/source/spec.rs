@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::SourceError;
+
 use crate::trip::Dataset;
 use crate::validate::Month;
 
@@ -31,6 +33,50 @@ impl InputSpec {
             InputSpec::Url(u) => u.clone(),
         }
     }
+}
+
+/// Endings of the files a directory input is searched for.
+pub const TRIP_FILE_ENDINGS: [&str; 5] = [".parquet", ".csv", ".csv.gz", ".json", ".json.gz"];
+
+/// Whether a file name ends like a trip file.
+pub fn is_trip_file(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    TRIP_FILE_ENDINGS.iter().any(|e| name.ends_with(e))
+}
+
+/// One input as the user wrote it: a URL, a file, or a directory whose trip
+/// files ([`TRIP_FILE_ENDINGS`]) are read in name order, which for TLC names
+/// is month order. `run` and `ingest` both expand their inputs with this; a
+/// directory without trip files is an error naming it.
+pub fn expand_input(s: &str) -> Result<Vec<InputSpec>, SourceError> {
+    let spec = InputSpec::parse(s);
+    let InputSpec::Path(dir) = &spec else {
+        return Ok(vec![spec]);
+    };
+    if !dir.is_dir() {
+        return Ok(vec![spec]);
+    }
+    let err = |error| SourceError::Io {
+        name: dir.display().to_string(),
+        error,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(is_trip_file)
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(SourceError::NoTripFiles {
+            dir: dir.display().to_string(),
+        });
+    }
+    files.sort();
+    Ok(files.into_iter().map(InputSpec::Path).collect())
 }
 
 /// An inclusive month range, written `2024-01..2024-03` (or one month).
@@ -94,6 +140,36 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn directories_expand_to_their_trip_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "yellow_tripdata_2024-02.parquet",
+            "notes.txt",
+            "yellow_tripdata_2024-01.csv",
+            "yellow_tripdata_2024-03.csv.gz",
+            "archive.gz",
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let specs = expand_input(dir.path().to_str().unwrap()).unwrap();
+        let names: Vec<String> = specs.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(names[0].ends_with("2024-01.csv") && names[1].ends_with("2024-02.parquet"));
+        assert!(names[2].ends_with("2024-03.csv.gz"));
+        assert_eq!(
+            expand_input("https://x/y.parquet").unwrap(),
+            vec![InputSpec::Url("https://x/y.parquet".into())]
+        );
+        let empty = tempfile::tempdir().unwrap();
+        std::fs::write(empty.path().join("notes.txt"), "").unwrap();
+        let e = expand_input(empty.path().to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&empty.path().display().to_string()), "{e}");
+        assert!(e.contains("no trip files"), "{e}");
     }
 
     #[test]

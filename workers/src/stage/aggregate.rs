@@ -639,7 +639,8 @@ pub async fn main(args: AggregateArgs) -> Result<(), StageError> {
     let rt = StageRuntime::start(STAGE, &args.common).await?;
     let w = &rt.config.worker;
     let store = rt.landing_store(2).await?;
-    let kafka = KafkaSettings::from_config(&w.kafka)?;
+    let kafka = rt.kafka()?;
+    rt.backends_answer(args.common.exit_when_idle).await?;
     let opts = AggregateOptions {
         group: rt.config.group_id(STAGE),
         trips_topic: w.topics.trips.clone(),

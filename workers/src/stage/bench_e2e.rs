@@ -125,7 +125,7 @@ pub async fn main(args: BenchE2eArgs) -> Result<(), StageError> {
     let rt = StageRuntime::start("bench", &args.common).await?;
     let w = &rt.config.worker;
     let store = rt.landing_store(4).await?;
-    let kafka = KafkaSettings::from_config(&w.kafka)?;
+    let kafka = rt.kafka()?;
     let raw_topic = format!("{}.raw", w.topics.trips);
     kafka
         .ensure_topics(&[&w.topics.trips, &raw_topic], args.partitions, 1)
@@ -149,6 +149,7 @@ pub async fn main(args: BenchE2eArgs) -> Result<(), StageError> {
         None,
         Dataset::Yellow,
         &std::env::temp_dir(),
+        Default::default(),
         &rt.metrics,
         &rt.shutdown,
     )

@@ -13,7 +13,7 @@
 //! the failure at the end.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -23,13 +23,14 @@ use crate::error::StageError;
 use crate::io::postgres::PgStore;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::source::http::{Downloader, RetryPolicy};
+use crate::source::http::{Downloader, FetchOptions, RetryPolicy, Timeouts};
 use crate::source::open_data::{OpenDataPager, OpenDataQuery};
-use crate::source::spec::InputSpec;
-use crate::source::{ReadBatch, SourceError, open_file};
+use crate::source::spec::{InputSpec, expand_input};
+use crate::source::{ReadBatch, SourceError, next_batch_guarded, open_file};
+use crate::stage::run_local::parse_duration;
 use crate::stage::runtime::{CommonArgs, StageRuntime};
 use crate::trip::{Dataset, SourceRef, Trip};
-use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
+use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Validator};
 use taxistream_crds::worker_config::OpenDataConfig;
 
 const STAGE: &str = "ingest";
@@ -39,9 +40,19 @@ const STAGE: &str = "ingest";
 pub struct IngestArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Inputs (paths or `http(s)` URLs) to land instead of the configured ones.
+    /// Inputs (files, directories of them, or `http(s)` URLs) to land
+    /// instead of the configured ones.
     #[arg(long = "input")]
     pub inputs: Vec<String>,
+    /// Download retries per file or Open Data page.
+    #[arg(long, default_value_t = 5)]
+    pub retries: usize,
+    /// How long a download may take to connect, e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: u64,
+    /// How long a download may wait for the server between two reads.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub read_timeout: u64,
     /// Where downloaded inputs are kept (a partial download is resumed).
     #[arg(long, default_value_os_t = std::env::temp_dir().join("taxistream-downloads"))]
     pub download_dir: PathBuf,
@@ -99,7 +110,8 @@ impl Feed {
                     }
                 };
                 loop {
-                    let item = reader.next_batch().transpose();
+                    // As in `run`: a decoder bug on corrupt input costs this source only.
+                    let item = next_batch_guarded(reader.as_mut()).transpose();
                     let last = !matches!(item, Some(Ok(_)));
                     if let Some(item) = item
                         && tx.blocking_send(item).is_err()
@@ -132,10 +144,12 @@ impl Feed {
 
 /// Lands one source; returns an error only for store failures (a broken
 /// source is recorded in `stats.failed`).
+#[allow(clippy::too_many_arguments)]
 async fn ingest_source(
     store: &PgStore,
     input: &str,
     feed: Feed,
+    mut validator: Validator,
     dataset: Dataset,
     metrics: &Metrics,
     shutdown: &Shutdown,
@@ -146,8 +160,6 @@ async fn ingest_source(
         tracing::info!(source = input, from_row, "resuming");
     }
     let (mut rx, reader) = feed.spawn(input, dataset);
-    // As the local job does: a file's month from its name, the API's from its first page.
-    let mut validator = Validator::new(Month::from_name(input), DEFAULT_MONTH_TOLERANCE_DAYS);
     let mut valid = Vec::new();
     let mut next_row = from_row;
     let mut failure = None;
@@ -160,6 +172,8 @@ async fn ingest_source(
             }
         };
         let started = Instant::now();
+        // Rows the reader could not parse, plus the parsed ones (valid or not).
+        let read = batch.trips.len() as u64 + batch.rejects.len() as u64;
         let mut letters = batch.rejects;
         validator.check(&batch.trips, &mut valid, |d| letters.push(d));
         let trips: Vec<Trip> = (0..batch.trips.len())
@@ -175,7 +189,6 @@ async fn ingest_source(
             .max()
             .map_or(next_row, |r| r + 1);
         next_row = next_row.max(batch_end);
-        let read = batch.trips.len() as u64 + letters.len() as u64;
         let landed = store.land(input, &trips, &dead, next_row).await?;
         for d in &dead {
             metrics.dead_letter(&d.1);
@@ -197,7 +210,16 @@ async fn ingest_source(
         }
     }
     drop(rx);
-    let _ = reader.await;
+    // A reader that died (a panic outside the decoder, a cancelled task)
+    // ends the channel just as a complete source does: only its join
+    // result tells them apart, and a partly read source must not be marked
+    // complete.
+    if let Err(e) = reader.await
+        && failure.is_none()
+        && !shutdown.requested()
+    {
+        failure = Some(format!("{input}: reader stopped: {e}"));
+    }
     match failure {
         Some(e) => {
             tracing::error!(source = input, error = %e, "source failed; landed rows are kept and a restart resumes after them");
@@ -218,6 +240,7 @@ struct Landing<'a> {
     store: &'a PgStore,
     dataset: Dataset,
     download_dir: &'a Path,
+    fetch: FetchOptions,
     downloader: Option<Downloader>,
     metrics: &'a Metrics,
     shutdown: &'a Shutdown,
@@ -251,15 +274,15 @@ impl Landing<'_> {
                 let dl = match &mut self.downloader {
                     Some(d) => d,
                     None => {
-                        let client =
-                            crate::source::http::client().map_err(|e| StageError::Other {
+                        let client = crate::source::http::client_with(self.fetch.timeouts)
+                            .map_err(|e| StageError::Other {
                                 what: "http client",
                                 detail: e.to_string(),
                             })?;
                         self.downloader.insert(Downloader::new(
                             client,
                             self.download_dir.to_owned(),
-                            RetryPolicy::default(),
+                            self.fetch.retry,
                         ))
                     }
                 };
@@ -278,6 +301,7 @@ impl Landing<'_> {
             self.store,
             &name,
             Feed::File(path),
+            Validator::for_file(&name, DEFAULT_MONTH_TOLERANCE_DAYS),
             self.dataset,
             self.metrics,
             self.shutdown,
@@ -312,15 +336,18 @@ impl Landing<'_> {
             self.stats.skipped_sources += 1;
             return Ok(());
         }
-        let client = crate::source::http::client().map_err(|e| StageError::Other {
-            what: "http client",
-            detail: e.to_string(),
+        let client = crate::source::http::client_with(self.fetch.timeouts).map_err(|e| {
+            StageError::Other {
+                what: "http client",
+                detail: e.to_string(),
+            }
         })?;
-        let pager = OpenDataPager::new(client, query, RetryPolicy::default(), self.dataset);
+        let pager = OpenDataPager::new(client, query, self.fetch.retry, self.dataset);
         ingest_source(
             self.store,
             &name,
             Feed::OpenData(pager),
+            Validator::for_open_data(DEFAULT_MONTH_TOLERANCE_DAYS),
             self.dataset,
             self.metrics,
             self.shutdown,
@@ -330,16 +357,19 @@ impl Landing<'_> {
     }
 }
 
-/// Lands every input in order; URLs are downloaded first (with retries).
-/// Replicas share the work: each source is claimed by one of them at a
-/// time, and a replica that finds a source claimed comes back to it at the
-/// end (by then it is usually complete and skipped).
+/// Lands every input in order; directories are expanded as `run` does, URLs
+/// are downloaded first (with `fetch`'s retries and timeouts). Replicas
+/// share the work: each source is claimed by one of them at a time, and a
+/// replica that finds a source claimed comes back to it at the end (by then
+/// it is usually complete and skipped).
+#[allow(clippy::too_many_arguments)]
 pub async fn ingest(
     store: &PgStore,
     inputs: &[String],
     open_data: Option<&OpenDataConfig>,
     dataset: Dataset,
     download_dir: &Path,
+    fetch: FetchOptions,
     metrics: &Metrics,
     shutdown: &Shutdown,
 ) -> Result<IngestStats, StageError> {
@@ -347,13 +377,25 @@ pub async fn ingest(
         store,
         dataset,
         download_dir,
+        fetch,
         downloader: None,
         metrics,
         shutdown,
         stats: IngestStats::default(),
     };
-    let mut deferred = Vec::new();
+    let mut expanded = Vec::new();
     for input in inputs {
+        match expand_input(input) {
+            Ok(specs) => expanded.extend(specs.iter().map(InputSpec::name)),
+            Err(e) => {
+                tracing::error!(input = %input, error = %e, "input failed");
+                metrics.dead_letter("source_error");
+                run.stats.failed.push(e.to_string());
+            }
+        }
+    }
+    let mut deferred = Vec::new();
+    for input in &expanded {
         if shutdown.requested() {
             break;
         }
@@ -396,6 +438,16 @@ pub async fn main(args: IngestArgs) -> Result<(), StageError> {
         },
         w.source.dataset,
         &args.download_dir,
+        FetchOptions {
+            retry: RetryPolicy {
+                max_retries: args.retries,
+                ..RetryPolicy::default()
+            },
+            timeouts: Timeouts {
+                connect: Duration::from_secs(args.connect_timeout),
+                read: Duration::from_secs(args.read_timeout),
+            },
+        },
         &rt.metrics,
         &rt.shutdown,
     )

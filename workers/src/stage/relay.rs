@@ -23,7 +23,7 @@ use tokio::time::sleep;
 
 use crate::error::StageError;
 use crate::io::codec::{self, TripMessage};
-use crate::io::kafka::{KafkaIoError, KafkaSettings, schema_headers};
+use crate::io::kafka::{KafkaIoError, schema_headers};
 use crate::io::postgres::{OutboxRow, PgStore};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -200,7 +200,8 @@ pub async fn main(args: RelayArgs) -> Result<(), StageError> {
     let rt = StageRuntime::start("relay", &args.common).await?;
     let w = &rt.config.worker;
     let store = rt.landing_store(2).await?;
-    let kafka = KafkaSettings::from_config(&w.kafka)?;
+    let kafka = rt.kafka()?;
+    rt.backends_answer(args.common.exit_when_idle).await?;
     let producer = kafka.producer()?;
     rt.ready.set(true);
     let opts = RelayOptions {

@@ -19,10 +19,10 @@ use crate::dead_letter::{
     DeadLetter, DeadLetterCounts, DeadLetterSink, DiscardDeadLetters, JsonLinesDeadLetters,
 };
 use crate::output::{self, Format, OutputError, ResultWriter};
-use crate::source::http::{Downloader, RetryPolicy};
+use crate::source::http::{Downloader, RetryPolicy, Timeouts};
 use crate::source::open_data::{OpenDataPager, OpenDataQuery};
-use crate::source::spec::{InputSpec, MonthRange, TLC_BASE_URL};
-use crate::source::{ReadBatch, SourceError, TripReader, open_file};
+use crate::source::spec::{InputSpec, MonthRange, TLC_BASE_URL, expand_input};
+use crate::source::{ReadBatch, SourceError, TripReader, next_batch_guarded, open_file};
 use crate::trip::Dataset;
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
 use crate::window::{GroupBy, WindowConfig, WindowEngine, WindowError, WindowResult};
@@ -98,6 +98,12 @@ pub struct RunArgs {
     /// Download retries per file or page.
     #[arg(long, default_value_t = 5)]
     pub retries: usize,
+    /// How long a download may take to connect, e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: u64,
+    /// How long a download may wait for the server between two reads.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub read_timeout: u64,
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -343,19 +349,7 @@ impl LocalJob {
             scope.spawn(move || {
                 loop {
                     // A decoder bug on corrupt input must cost this file, not the process.
-                    let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        reader.next_batch()
-                    }))
-                    .unwrap_or_else(|panic| {
-                        Err(SourceError::Unsupported {
-                            name: reader.name().to_string(),
-                            message: format!(
-                                "decoder failed on corrupt data: {}",
-                                crate::source::panic_message(&*panic)
-                            ),
-                        })
-                    })
-                    .transpose();
+                    let next = next_batch_guarded(reader.as_mut()).transpose();
                     let stop = !matches!(next, Some(Ok(_)));
                     if let Some(item) = next
                         && tx.send(item).is_err()
@@ -389,11 +383,7 @@ impl LocalJob {
 
     /// Pages through an Open Data query.
     pub async fn read_open_data(&mut self, mut pager: OpenDataPager) -> Result<(), RunError> {
-        // A dataset covers a year, not a month: learn the month from the
-        // first page and accept the year around it, which still catches
-        // timestamps years away.
-        let tolerance = self.options.month_tolerance_days.max(366);
-        let mut validator = Validator::new(None, tolerance);
+        let mut validator = Validator::for_open_data(self.options.month_tolerance_days);
         let bar = self.progress_bar(pager.name(), None);
         loop {
             match pager.next_batch().await {
@@ -459,36 +449,6 @@ impl LocalJob {
         self.summary.elapsed = self.started.elapsed();
         Ok(self.summary)
     }
-}
-
-/// One `--input`: a URL, a file, or a directory whose trip files (Parquet,
-/// CSV, JSON) are read in name order, which for TLC names is month order.
-fn expand_input(s: &str) -> Result<Vec<InputSpec>, RunError> {
-    let spec = InputSpec::parse(s);
-    let InputSpec::Path(dir) = &spec else {
-        return Ok(vec![spec]);
-    };
-    if !dir.is_dir() {
-        return Ok(vec![spec]);
-    }
-    let err = |error| {
-        RunError::Source(SourceError::Io {
-            name: dir.display().to_string(),
-            error,
-        })
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(err)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension().and_then(|x| x.to_str()).is_some_and(|x| {
-                    matches!(x.to_ascii_lowercase().as_str(), "parquet" | "csv" | "json")
-                })
-        })
-        .collect();
-    files.sort();
-    Ok(files.into_iter().map(InputSpec::Path).collect())
 }
 
 /// Runs the job described by `args`.
@@ -563,7 +523,10 @@ pub async fn run(args: RunArgs) -> Result<Summary, RunError> {
     let needs_http =
         args.open_data.is_some() || inputs.iter().any(|i| matches!(i, InputSpec::Url(_)));
     let client = if needs_http {
-        Some(crate::source::http::client()?)
+        Some(crate::source::http::client_with(Timeouts {
+            connect: Duration::from_secs(args.connect_timeout),
+            read: Duration::from_secs(args.read_timeout),
+        })?)
     } else {
         None
     };
@@ -655,25 +618,5 @@ mod tests {
         assert!(parse_group_by("vendor").is_err());
         assert_eq!(parse_dataset("Green"), Ok(Dataset::Green));
         assert!(parse_dataset("fhv").is_err());
-    }
-
-    #[test]
-    fn directories_expand_to_their_trip_files_in_name_order() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "yellow_tripdata_2024-02.parquet",
-            "notes.txt",
-            "yellow_tripdata_2024-01.csv",
-        ] {
-            std::fs::write(dir.path().join(name), "").unwrap();
-        }
-        let specs = expand_input(dir.path().to_str().unwrap()).unwrap();
-        let names: Vec<String> = specs.iter().map(|s| s.name()).collect();
-        assert_eq!(names.len(), 2);
-        assert!(names[0].ends_with("2024-01.csv") && names[1].ends_with("2024-02.parquet"));
-        assert_eq!(
-            expand_input("https://x/y.parquet").unwrap(),
-            vec![InputSpec::Url("https://x/y.parquet".into())]
-        );
     }
 }

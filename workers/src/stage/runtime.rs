@@ -4,10 +4,12 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::config::StageConfig;
 use crate::error::StageError;
 use crate::health::{self, Ready};
+use crate::io::kafka::KafkaSettings;
 use crate::io::postgres::{PgSettings, PgStore};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -68,7 +70,8 @@ impl StageRuntime {
         })
     }
 
-    /// Connects to the PostgreSQL landing store the configuration names.
+    /// Connects to the PostgreSQL landing store the configuration names;
+    /// readiness then requires it to answer.
     pub async fn landing_store(&self, max_connections: u32) -> Result<PgStore, StageError> {
         let pg = &self.config.worker.postgres;
         let settings = PgSettings {
@@ -78,6 +81,37 @@ impl StageRuntime {
             schema: pg.schema.clone(),
             table: pg.table.clone(),
         };
-        Ok(PgStore::connect(&settings, max_connections).await?)
+        let store = PgStore::connect(&settings, max_connections).await?;
+        self.ready
+            .require("postgres", health::postgres_check(store.pool().clone()));
+        Ok(store)
+    }
+
+    /// The Kafka client settings the configuration names; readiness then
+    /// requires the broker to answer a metadata request with them.
+    pub fn kafka(&self) -> Result<KafkaSettings, StageError> {
+        let settings = KafkaSettings::from_config(&self.config.worker.kafka)?;
+        let check = health::kafka_check(&settings).map_err(|detail| StageError::Other {
+            what: "kafka",
+            detail,
+        })?;
+        self.ready.require("kafka", check);
+        Ok(settings)
+    }
+
+    /// With `--exit-when-idle`: fails unless every backend answers within
+    /// `patience`, so a batch run against an unusable backend (down, wrong
+    /// credentials) ends with an error naming it instead of idling forever.
+    pub async fn backends_answer(&self, exit_when_idle: bool) -> Result<(), StageError> {
+        const PATIENCE: Duration = Duration::from_secs(20);
+        if !exit_when_idle {
+            return Ok(());
+        }
+        health::backends_answer(&self.ready, PATIENCE)
+            .await
+            .map_err(|detail| StageError::Other {
+                what: "backends",
+                detail,
+            })
     }
 }

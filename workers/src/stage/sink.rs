@@ -163,7 +163,9 @@ pub async fn main(args: SinkArgs) -> Result<(), StageError> {
     let rt = StageRuntime::start(STAGE, &args.common).await?;
     let w = &rt.config.worker;
     let store = ResultStore::connect(&w.cassandra, args.max_in_flight).await?;
-    let kafka = KafkaSettings::from_config(&w.kafka)?;
+    rt.ready.require("cassandra", store.check());
+    let kafka = rt.kafka()?;
+    rt.backends_answer(args.common.exit_when_idle).await?;
     rt.ready.set(true);
     let opts = SinkOptions {
         group: rt.config.group_id(STAGE),

@@ -1,0 +1,168 @@
+//! Stage defects that only show against real backends: what `ingest`
+//! counts, a broker that cannot be used (readiness, `--exit-when-idle`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod backends_support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use backends_support::{Pipeline, wait_timeout};
+use taxistream_worker::config::Secret;
+use taxistream_worker::io::postgres::{PgSettings, PgStore};
+use taxistream_worker::metrics::Metrics;
+use taxistream_worker::shutdown::Shutdown;
+use taxistream_worker::source::http::FetchOptions;
+use taxistream_worker::stage::ingest::ingest;
+use taxistream_worker::trip::Dataset;
+
+const HEADER: &str = "VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,trip_distance,RatecodeID,store_and_fwd_flag,PULocationID,DOLocationID,payment_type,fare_amount,extra,mta_tax,tip_amount,tolls_amount,improvement_surcharge,total_amount";
+
+fn row(minute: u32, zone: &str, fare: &str) -> String {
+    format!(
+        "1,2024-03-01 10:{minute:02}:00,2024-03-01 10:{:02}:00,1,1.5,1,N,{zone},236,1,{fare},0,0.5,2,0,1,16\n",
+        minute + 5
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_counts_each_row_once_and_expands_directories() {
+    let Some(url) = backends_support::postgres_url() else {
+        return;
+    };
+    let store = PgStore::connect(
+        &PgSettings {
+            url: Secret::new(url),
+            ssl_mode: None,
+            ca_file: None,
+            schema: backends_support::unique("ing"),
+            table: "trips".into(),
+        },
+        4,
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // 3 good rows, 1 that does not parse, 1 that fails validation.
+    let text = format!(
+        "{HEADER}\n{}{}{}{}{}",
+        row(0, "132", "12.5"),
+        row(1, "132", "abc"),
+        row(2, "999", "12.5"),
+        row(3, "138", "12.5"),
+        row(4, "132", "9"),
+    );
+    std::fs::write(dir.path().join("yellow_tripdata_2024-03.csv"), &text).unwrap();
+    // The same month gzipped, in the same directory: 2 more rows.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(format!("{HEADER}\n{}{}", row(5, "1", "3"), row(6, "2", "4")).as_bytes())
+        .unwrap();
+    std::fs::write(
+        dir.path().join("yellow_tripdata_2024-03-b.csv.gz"),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
+    let empty = tempfile::tempdir().unwrap();
+
+    let metrics = Metrics::new("ingest");
+    let (_trigger, shutdown) = Shutdown::manual();
+    let stats = ingest(
+        &store,
+        &[
+            dir.path().display().to_string(),
+            empty.path().display().to_string(),
+        ],
+        None,
+        Dataset::Yellow,
+        dir.path(),
+        FetchOptions::default(),
+        &metrics,
+        &shutdown,
+    )
+    .await
+    .unwrap();
+    assert_eq!(stats.sources, 2, "{stats:?}");
+    assert_eq!(stats.read, 7, "every row counted once: {stats:?}");
+    assert_eq!((stats.inserted, stats.dead_letters), (5, 2), "{stats:?}");
+    assert_eq!(stats.failed.len(), 1, "{stats:?}");
+    assert!(
+        stats.failed[0].contains(&empty.path().display().to_string()),
+        "{:?}",
+        stats.failed
+    );
+    let text = metrics.encode().unwrap();
+    assert!(
+        text.contains(r#"taxistream_records_in_total{stage="ingest"} 7"#),
+        "{text}"
+    );
+}
+
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn probe_addr(p: &Pipeline, stage: &str) -> Option<String> {
+    let logs = p.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("stage starting") && l.contains(&format!("\"stage\":\"{stage}\"")))?;
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let addr = v["fields"]["probe_addr"].as_str()?;
+    Some(addr.replace("0.0.0.0", "127.0.0.1"))
+}
+
+/// A pipeline whose stages are pointed at a Kafka address where nothing listens.
+async fn pipeline_without_broker() -> Option<Pipeline> {
+    let (db, kafka) = backends_support::services()?;
+    let mut p = Pipeline::new(&db, &kafka, 300, 600).await;
+    p.config.kafka.bootstrap_servers = "127.0.0.1:1".into();
+    std::fs::write(&p.config_path, serde_yaml::to_string(&p.config).unwrap()).unwrap();
+    Some(p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_while_the_broker_cannot_be_used() {
+    let Some(p) = pipeline_without_broker().await else {
+        return;
+    };
+    let mut relay = p.spawn("relay", &[]);
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Some(addr) = probe_addr(&p, "relay") {
+            answer = http_get(&addr, "/readyz");
+            if answer.is_some() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    relay.kill().ok();
+    relay.wait().ok();
+    let (status, body) = answer.expect("relay served /readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("kafka"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregate_exit_when_idle_fails_when_the_broker_cannot_be_used() {
+    let Some(p) = pipeline_without_broker().await else {
+        return;
+    };
+    let mut agg = p.spawn("aggregate", &["--exit-when-idle", "--idle-ms", "500"]);
+    let status = wait_timeout(&mut agg, Duration::from_secs(60));
+    if status.is_none() {
+        agg.kill().ok();
+    }
+    let logs = p.logs();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "aggregate must exit with an error: {status:?}\n{logs}"
+    );
+    assert!(logs.contains("kafka"), "{logs}");
+}
