@@ -301,7 +301,7 @@ fn value_out_of_range(batch: &TripBatch, i: usize) -> Option<(&'static str, Stri
         if nullable && v.is_nan() {
             continue;
         }
-        if !(v.abs() <= MAX_MAGNITUDE) {
+        if v.is_nan() || v.abs() > MAX_MAGNITUDE {
             return Some((field, format!("{field} {v} outside ±{MAX_MAGNITUDE}")));
         }
     }

@@ -141,7 +141,7 @@ impl ParquetTripReader {
             let text = text.as_string::<i32>();
             return Ok((0..text.len())
                 .map(|i| {
-                    let s = text.is_valid(i).then(|| text.value(i)).unwrap_or("");
+                    let s = if text.is_valid(i) { text.value(i) } else { "" };
                     if s.trim().is_empty() {
                         problems.null(i, f);
                         return 0;
@@ -189,7 +189,7 @@ impl ParquetTripReader {
             let text = text.as_string::<i32>();
             return Ok((0..text.len())
                 .map(|i| {
-                    let s = text.is_valid(i).then(|| text.value(i)).unwrap_or("");
+                    let s = if text.is_valid(i) { text.value(i) } else { "" };
                     if s.trim().is_empty() {
                         return null(problems, i);
                     }
@@ -258,7 +258,7 @@ impl ParquetTripReader {
             let text = text.as_string::<i32>();
             return Ok((0..text.len())
                 .map(|i| {
-                    let s = text.is_valid(i).then(|| text.value(i)).unwrap_or("");
+                    let s = if text.is_valid(i) { text.value(i) } else { "" };
                     if s.trim().is_empty() {
                         return null(problems, i);
                     }
