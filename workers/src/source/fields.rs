@@ -389,14 +389,15 @@ pub fn parse_timestamp(s: &str) -> Option<Micros> {
 }
 
 /// An integer stored as a floating-point number (Parquet `double` columns,
-/// pandas re-saves): only whole numbers in range are integers.
-pub fn int_from_f64(v: f64, text: &str) -> Result<i32, String> {
+/// pandas re-saves): only whole numbers in range are integers. The error is
+/// what is wrong with the value, to follow it in a message.
+pub fn int_from_f64(v: f64) -> Result<i32, &'static str> {
     if !v.is_finite() {
-        Err(format!("{text} is not a finite number"))
+        Err("is not a finite number")
     } else if v.fract() != 0.0 {
-        Err(format!("{text} is not a whole number"))
+        Err("is not a whole number")
     } else if v <= f64::from(NULL_I32) || v > f64::from(i32::MAX) {
-        Err(format!("{text} is out of range"))
+        Err("is out of range")
     } else {
         Ok(v as i32)
     }
@@ -412,11 +413,11 @@ pub fn int_from_i64(v: i64) -> Result<i32, String> {
 
 /// A decimal stored as a floating-point number: NaN and infinities are not
 /// amounts.
-pub fn finite(v: f64, text: &str) -> Result<f64, String> {
+pub fn finite(v: f64) -> Result<f64, &'static str> {
     if v.is_finite() {
         Ok(v)
     } else {
-        Err(format!("{text} is not a finite number"))
+        Err("is not a finite number")
     }
 }
 
@@ -428,7 +429,7 @@ pub fn parse_int(s: &str) -> Result<i32, String> {
         return int_from_i64(v).map_err(|_| format!("{s:?} is out of range"));
     }
     match s.parse::<f64>() {
-        Ok(f) => int_from_f64(f, &format!("{s:?}")),
+        Ok(f) => int_from_f64(f).map_err(|why| format!("{s:?} {why}")),
         Err(_) => Err(format!("{s:?} is not a number")),
     }
 }
@@ -437,7 +438,7 @@ pub fn parse_int(s: &str) -> Result<i32, String> {
 pub fn parse_float(s: &str) -> Result<f64, String> {
     let s = s.trim();
     match s.parse::<f64>() {
-        Ok(v) => finite(v, &format!("{s:?}")),
+        Ok(v) => finite(v).map_err(|why| format!("{s:?} {why}")),
         Err(_) => Err(format!("{s:?} is not a number")),
     }
 }

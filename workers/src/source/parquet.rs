@@ -210,8 +210,8 @@ impl ParquetTripReader {
                         return null(problems, i);
                     }
                     let v = a.value(i);
-                    int_from_f64(v, &v.to_string()).unwrap_or_else(|why| {
-                        problems.unparsed(i, f, why, &v.to_string());
+                    int_from_f64(v).unwrap_or_else(|why| {
+                        problems.unparsed(i, f, format!("{v} {why}"), &v.to_string());
                         NULL_I32
                     })
                 })
@@ -280,8 +280,8 @@ impl ParquetTripReader {
                     return null(problems, i);
                 }
                 let v = a.value(i);
-                finite(v, &v.to_string()).unwrap_or_else(|why| {
-                    problems.unparsed(i, f, why, &v.to_string());
+                finite(v).unwrap_or_else(|why| {
+                    problems.unparsed(i, f, format!("{v} {why}"), &v.to_string());
                     null_value
                 })
             })
