@@ -35,8 +35,8 @@ pub const OPEN_DATA_TOLERANCE_DAYS: i64 = 366;
 pub const MAX_PASSENGERS: i32 = 9;
 
 /// The largest amount (dollars) or distance (miles) a record may carry.
-/// Real files hold meter errors near a million; beyond ten million a value
-/// is corruption, and it could overflow a window sum.
+/// Meter errors in real files are large but far below this; beyond it a
+/// value is corruption, and enough of them could overflow a window sum.
 pub const MAX_MAGNITUDE: f64 = 1e7;
 
 /// The smallest non-zero fare: half a cent. A smaller one is no amount and
