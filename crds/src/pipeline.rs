@@ -194,9 +194,8 @@ pub struct ReplaySpec {
     /// minute), from 0.001 to 1000000.
     // The API server compares an integer with a fractional bound truncated
     // (`speedup: 0` passed `minimum: 0.001`), so the schema bounds are whole
-    // numbers, the lower one exclusive, and CEL, which compares numbers as
-    // doubles, holds the fractional floor.
-    #[schemars(extend("minimum" = 0, "exclusiveMinimum" = true, "maximum" = 1000000))]
+    // numbers and CEL, which compares numbers as doubles, holds the floor.
+    #[schemars(range(min = 0, max = 1000000))]
     #[x_kube(validation = Rule::new("self >= 0.001").message("replay.speedup must be at least 0.001"))]
     pub speedup: f64,
 }
