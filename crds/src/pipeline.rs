@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema, core::Duration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{KafkaConnection, SecretKeyRef};
+use crate::common::{KafkaConnection, SecretKeyRef, not_one_of};
 use crate::conditions::{Condition, Time, conditions_schema};
 
 /// Go-style durations restricted to whole seconds (`90s`, `5m`, `1h30m`).
@@ -225,19 +225,39 @@ impl PgSslMode {
     }
 }
 
+/// Key words PostgreSQL reserves, also for function and type names: none of
+/// them can name a schema or table unquoted.
+const PG_RESERVED_KEYWORDS: &str = "all analyse analyze and any array as asc asymmetric \
+    authorization binary both case cast check collate collation column concurrently \
+    constraint create cross current_catalog current_date current_role current_schema \
+    current_time current_timestamp current_user default deferrable desc distinct do else \
+    end except false fetch for foreign freeze from full grant group having ilike in \
+    initially inner intersect into is isnull join lateral leading left like limit \
+    localtime localtimestamp natural not notnull null offset on only or order outer \
+    overlaps placing primary references returning right select session_user similar some \
+    symmetric system_user table tablesample then to trailing true union unique user using \
+    variadic verbose when where window with";
+
 /// The PostgreSQL landing store.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PostgresSpec {
     /// Secret key holding a `postgres://user:password@host:port/db` URL.
     pub url_secret_ref: SecretKeyRef,
-    /// Schema of the landing table.
+    /// Schema of the landing table: not a PostgreSQL reserved word, not `pg_*`.
     #[serde(default = "default_pg_schema")]
     #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,62}$"))]
+    #[x_kube(validation = Rule::new(not_one_of(PG_RESERVED_KEYWORDS)).message("postgres.schema must not be a PostgreSQL reserved word"))]
+    #[x_kube(validation = Rule::new("!self.startsWith('pg_')").message("postgres.schema must not start with pg_, which PostgreSQL reserves for system schemas"))]
     pub schema: String,
-    /// Landing table for raw trips.
+    /// Landing table for raw trips: at most 40 characters, not a PostgreSQL
+    /// reserved word.
+    // The workers create `_taxistream_<table>_migrations` and
+    // `<table>_aggregate_checkpoints` (the longest derived names, 23 and 22
+    // characters more) next to it, and PostgreSQL cuts names at 63.
     #[serde(default = "default_pg_table")]
-    #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,62}$"))]
+    #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,39}$"))]
+    #[x_kube(validation = Rule::new(not_one_of(PG_RESERVED_KEYWORDS)).message("postgres.table must not be a PostgreSQL reserved word"))]
     pub table: String,
     /// libpq sslmode. `verify-full` checks the server certificate and host name.
     #[serde(default)]

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{ClientTls, DeletionPolicy, SecretKeyRef};
+use crate::common::{ClientTls, DeletionPolicy, SecretKeyRef, not_one_of};
 use crate::conditions::{Condition, conditions_schema};
 
 /// CQL identifiers we create: lower case, so quoting them (see [`quote_cql_identifier`])
@@ -22,15 +22,6 @@ const CQL_RESERVED_KEYWORDS: &str = "add allow alter and apply asc authorize bat
     full grant if in index infinity insert into is keyspace length limit materialized \
     modify nan norecursive not null of on or order primary rename replace revoke schema \
     select set table to token truncate unlogged update use using view where with";
-
-/// The CEL rule rejecting [`CQL_RESERVED_KEYWORDS`].
-fn not_reserved_rule() -> String {
-    let words: Vec<String> = CQL_RESERVED_KEYWORDS
-        .split_whitespace()
-        .map(|w| format!("'{w}'"))
-        .collect();
-    format!("!(self in [{}])", words.join(", "))
-}
 
 /// `name` as a quoted CQL identifier: reserved words stay usable and the case
 /// is kept. Quotes inside are doubled, so no name can end the identifier early.
@@ -84,7 +75,7 @@ pub struct CassandraSinkSpec {
     #[serde(default = "default_table")]
     #[schemars(regex(pattern = CQL_IDENTIFIER))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("table is immutable"))]
-    #[x_kube(validation = Rule::new(not_reserved_rule()).message("table must not be a CQL reserved word"))]
+    #[x_kube(validation = Rule::new(not_one_of(CQL_RESERVED_KEYWORDS)).message("table must not be a CQL reserved word"))]
     pub table: String,
     /// Time to live of each result row, in seconds. 0 keeps rows forever.
     #[serde(default)]
@@ -136,7 +127,7 @@ pub struct KeyspaceSpec {
     /// system keyspace (`system`, `system_*`).
     #[schemars(regex(pattern = CQL_IDENTIFIER))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("keyspace.name is immutable"))]
-    #[x_kube(validation = Rule::new(not_reserved_rule()).message("keyspace.name must not be a CQL reserved word"))]
+    #[x_kube(validation = Rule::new(not_one_of(CQL_RESERVED_KEYWORDS)).message("keyspace.name must not be a CQL reserved word"))]
     #[x_kube(validation = Rule::new("self != 'system' && !self.startsWith('system_')").message("keyspace.name must not be a Cassandra system keyspace (system, system_*)"))]
     pub name: String,
     /// Replication strategy.
