@@ -195,6 +195,62 @@ fn boundary_manifests_are_accepted() {
     }
 }
 
+/// Every list or map under `v` that a CEL rule iterates, with what bounds it lacks.
+fn unbounded_iterations(v: &Value, path: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            let iterates = map
+                .get("x-kubernetes-validations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["rule"].as_str())
+                .any(|r| {
+                    [".all(", ".exists(", ".exists_one(", ".map(", ".filter("]
+                        .iter()
+                        .any(|m| r.contains(m))
+                });
+            if iterates {
+                let (count, element) = if map.contains_key("items") {
+                    ("maxItems", &map["items"])
+                } else {
+                    ("maxProperties", &map["additionalProperties"])
+                };
+                if !map.contains_key(count) {
+                    out.push(format!("{path}: no {count}"));
+                }
+                let stringy = element["type"] == "string"
+                    || element["x-kubernetes-int-or-string"] == Value::Bool(true);
+                if stringy && element.get("maxLength").is_none() {
+                    out.push(format!("{path}: elements without maxLength"));
+                }
+            }
+            for (k, val) in map {
+                unbounded_iterations(val, &format!("{path}/{k}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, val) in items.iter().enumerate() {
+                unbounded_iterations(val, &format!("{path}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The API server refuses a CRD whose rules' estimated cost exceeds its budget,
+/// and the estimate of a rule over a list or map grows with the number of
+/// elements and their size: a rule that iterates needs both bounded.
+#[test]
+fn rules_over_lists_and_maps_are_bounded() {
+    for crd in crds() {
+        let kind = &crd.spec.names.kind;
+        let mut found = Vec::new();
+        unbounded_iterations(&openapi_schema(kind), "", &mut found);
+        assert!(found.is_empty(), "{kind}: {found:#?}");
+    }
+}
+
 /// Every `(path, bound)` under `v` whose `minimum` or `maximum` has a fraction.
 fn fractional_bounds(v: &Value, path: &str, out: &mut Vec<String>) {
     match v {
