@@ -4,6 +4,12 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// A CEL rule that holds when `self` is none of the whitespace-separated `words`.
+pub(crate) fn not_one_of(words: &str) -> String {
+    let quoted: Vec<String> = words.split_whitespace().map(|w| format!("'{w}'")).collect();
+    format!("!(self in [{}])", quoted.join(", "))
+}
+
 /// A key in a Secret in the same namespace as the referring object.
 ///
 /// Credentials and certificates are always referenced, never inlined, so they

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema, core::Duration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{KafkaConnection, SecretKeyRef};
+use crate::common::{KafkaConnection, SecretKeyRef, not_one_of};
 use crate::conditions::{Condition, Time, conditions_schema};
 
 /// Go-style durations restricted to whole seconds (`90s`, `5m`, `1h30m`).
@@ -29,6 +29,11 @@ const DURATION_PATTERN: &str = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$";
         status_replicas_path = ".status.stages.aggregate.replicas",
         label_selector_path = ".status.stages.aggregate.selector"
     ),
+    // Child objects are named `<name>-<suffix>`; the longest suffix is
+    // `-ingest-schedule` (16) on the CronJob, whose names Kubernetes caps at 52,
+    // and the Service `<name>-metrics` is a DNS-1035 label of at most 63.
+    validation = Rule::new("self.metadata.name.size() <= (has(self.spec.schedule) ? 36 : 55)").message("metadata.name must be at most 55 characters, or 36 with spec.schedule: the pipeline's Service <name>-metrics is limited to 63 and its CronJob <name>-ingest-schedule to 52"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z][-a-z0-9]*$')").message("metadata.name must start with a letter and hold only lower-case letters, digits and '-': it names the pipeline's Service, a DNS-1035 label"),
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Dataset","type":"string","jsonPath":".spec.source.dataset"}"#,
@@ -182,11 +187,16 @@ fn default_page_size() -> i32 {
 }
 
 /// Replay pacing: trips are published when `(pickup - first pickup) / speedup` has elapsed.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplaySpec {
-    /// How many times faster than real time history is replayed (60 = an hour a minute).
-    #[schemars(range(min = 0.001, max = 1000000.0))]
+    /// How many times faster than real time history is replayed (60 = an hour a
+    /// minute), from 0.001 to 1000000.
+    // The API server compares an integer with a fractional bound truncated
+    // (`speedup: 0` passed `minimum: 0.001`), so the schema bounds are whole
+    // numbers and CEL, which compares numbers as doubles, holds the floor.
+    #[schemars(range(min = 0, max = 1000000))]
+    #[x_kube(validation = Rule::new("self >= 0.001").message("replay.speedup must be at least 0.001"))]
     pub speedup: f64,
 }
 
@@ -215,19 +225,39 @@ impl PgSslMode {
     }
 }
 
+/// Key words PostgreSQL reserves, also for function and type names: none of
+/// them can name a schema or table unquoted.
+const PG_RESERVED_KEYWORDS: &str = "all analyse analyze and any array as asc asymmetric \
+    authorization binary both case cast check collate collation column concurrently \
+    constraint create cross current_catalog current_date current_role current_schema \
+    current_time current_timestamp current_user default deferrable desc distinct do else \
+    end except false fetch for foreign freeze from full grant group having ilike in \
+    initially inner intersect into is isnull join lateral leading left like limit \
+    localtime localtimestamp natural not notnull null offset on only or order outer \
+    overlaps placing primary references returning right select session_user similar some \
+    symmetric system_user table tablesample then to trailing true union unique user using \
+    variadic verbose when where window with";
+
 /// The PostgreSQL landing store.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PostgresSpec {
     /// Secret key holding a `postgres://user:password@host:port/db` URL.
     pub url_secret_ref: SecretKeyRef,
-    /// Schema of the landing table.
+    /// Schema of the landing table: not a PostgreSQL reserved word, not `pg_*`.
     #[serde(default = "default_pg_schema")]
     #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,62}$"))]
+    #[x_kube(validation = Rule::new(not_one_of(PG_RESERVED_KEYWORDS)).message("postgres.schema must not be a PostgreSQL reserved word"))]
+    #[x_kube(validation = Rule::new("!self.startsWith('pg_')").message("postgres.schema must not start with pg_, which PostgreSQL reserves for system schemas"))]
     pub schema: String,
-    /// Landing table for raw trips.
+    /// Landing table for raw trips: at most 40 characters, not a PostgreSQL
+    /// reserved word.
+    // The workers create `_taxistream_<table>_migrations` and
+    // `<table>_aggregate_checkpoints` (the longest derived names, 23 and 22
+    // characters more) next to it, and PostgreSQL cuts names at 63.
     #[serde(default = "default_pg_table")]
-    #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,62}$"))]
+    #[schemars(regex(pattern = r"^[a-z_][a-z0-9_]{0,39}$"))]
+    #[x_kube(validation = Rule::new(not_one_of(PG_RESERVED_KEYWORDS)).message("postgres.table must not be a PostgreSQL reserved word"))]
     pub table: String,
     /// libpq sslmode. `verify-full` checks the server certificate and host name.
     #[serde(default)]
@@ -372,16 +402,77 @@ pub struct StageSpec {
     /// HorizontalPodAutoscaler settings; when set, they replace `replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
-    /// CPU and memory requests and limits. Absent means the operator's defaults.
+    /// CPU and memory requests and limits, as non-negative quantities. Absent
+    /// means the operator's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "resources_schema")]
     pub resources: Option<ResourceRequirements>,
-    /// Extra pod labels, e.g. for network policies.
+    /// Extra pod labels, e.g. for network policies: at most 64, keys qualified
+    /// names (`[prefix/]name`), values label values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "pod_labels_schema")]
     pub pod_labels: BTreeMap<String, String>,
 }
 
 fn default_replicas() -> i32 {
     1
+}
+
+/// A non-negative Kubernetes quantity (`100m`, `1.5`, `512Mi`, `1e3`), the
+/// grammar of `resource.Quantity` without the sign.
+const QUANTITY: &str = r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+
+/// `ResourceRequirements` with its quantities checked, so `cpu: lots` fails
+/// at admission instead of on the Deployment the operator applies.
+fn resources_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Option<ResourceRequirements>>();
+    for list in ["limits", "requests"] {
+        let Some(map) = schema
+            .get_mut("properties")
+            .and_then(|p| p.get_mut(list))
+            .and_then(serde_json::Value::as_object_mut)
+        else {
+            continue;
+        };
+        // Bounds keep the estimated cost of the rule below small.
+        map.insert("maxProperties".into(), 16.into());
+        map.insert(
+            "x-kubernetes-validations".into(),
+            serde_json::json!([{
+                "rule": "self.all(r, !string(self[r]).startsWith('-'))",
+                "message": format!("resources.{list} must not be negative"),
+            }]),
+        );
+        if let Some(quantity) = map
+            .get_mut("additionalProperties")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            quantity.insert("maxLength".into(), 64.into());
+            quantity.insert("pattern".into(), QUANTITY.into());
+        }
+    }
+    schema
+}
+
+/// A label key: an optional DNS-subdomain prefix of at most 253 characters and
+/// `/`, then a name of at most 63.
+const LABEL_KEY_RULE: &str = r"self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$') && (!k.contains('/') || k.indexOf('/') <= 253))";
+
+/// Pod labels as Kubernetes accepts them on a pod.
+fn pod_labels_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": 64,
+        "additionalProperties": {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+        },
+        "x-kubernetes-validations": [{
+            "rule": LABEL_KEY_RULE,
+            "message": "podLabels keys must be qualified names: an optional DNS subdomain prefix and '/', then 1 to 63 of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+        }]
+    })
 }
 
 impl Default for StageSpec {

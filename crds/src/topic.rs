@@ -20,6 +20,9 @@ use crate::conditions::{Condition, conditions_schema};
     shortname = "ktopic",
     category = "taxistream",
     cel,
+    // Without spec.topicName the object's name is the topic's: Kubernetes allows
+    // 253 characters, Kafka 249.
+    validation = Rule::new("has(self.spec.topicName) || self.metadata.name.size() <= 249").message("metadata.name is longer than the 249 characters Kafka allows in a topic name; set spec.topicName"),
     printcolumn = r#"{"name":"Topic","type":"string","jsonPath":".status.topicName"}"#,
     printcolumn = r#"{"name":"Partitions","type":"integer","jsonPath":".spec.partitions"}"#,
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicationFactor"}"#,
@@ -27,11 +30,16 @@ use crate::conditions::{Condition, conditions_schema};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// The field rule below only runs when both objects have the field, so adding or
+// removing it needs this rule on the parent.
+#[x_kube(validation = Rule::new("has(self.topicName) == has(oldSelf.topicName)").message("topicName is immutable: it can be neither added nor removed"))]
 pub struct KafkaTopicSpec {
-    /// Topic name on the broker. Absent means the object's name. Immutable.
+    /// Topic name on the broker, as Kafka allows it: 1 to 249 of `a-z A-Z 0-9 . _ -`,
+    /// but not `.` or `..`. Absent means the object's name. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 249), regex(pattern = r"^[a-zA-Z0-9._-]+$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("topicName is immutable"))]
+    #[x_kube(validation = Rule::new("self != '.' && self != '..'").message("topicName may not be '.' or '..'"))]
     pub topic_name: Option<String>,
     /// Partition count. It may grow but never shrink: Kafka cannot remove partitions.
     #[serde(default = "default_partitions")]

@@ -1,14 +1,16 @@
 //! The results schema: keyspace and table DDL, pure so it is tested
 //! without Cassandra.
 //!
-//! Identifiers come from the CRD, whose schema restricts them to
-//! `^[a-z][a-z0-9_]{0,47}$`, so they are safe to interpolate unquoted;
-//! datacenter names are free text and go in as quoted string literals.
+//! Keyspace and table names go into every statement quoted, so no name can
+//! change a statement's meaning even if it got past the CRD schema (which
+//! allows only lower-case names and no reserved words; quoting lower case
+//! names the same objects as the unquoted form). Datacenter names are free
+//! text and go in as quoted string literals.
 
 use std::collections::BTreeMap;
 
 use taxistream_crds::CassandraSinkSpec;
-use taxistream_crds::sink::{ClusteringOrder, ReplicationStrategy};
+use taxistream_crds::sink::{ClusteringOrder, ReplicationStrategy, quote_cql_identifier};
 
 /// Version of the results-table layout below, recorded in `status.schemaVersion`.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -101,10 +103,19 @@ pub fn replication_matches(
         })
 }
 
+fn keyspace(spec: &CassandraSinkSpec) -> String {
+    quote_cql_identifier(&spec.keyspace.name)
+}
+
+/// `"keyspace"."table"`.
+fn table(spec: &CassandraSinkSpec) -> String {
+    format!("{}.{}", keyspace(spec), quote_cql_identifier(&spec.table))
+}
+
 pub fn create_keyspace(spec: &CassandraSinkSpec) -> String {
     format!(
         "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {} AND durable_writes = true",
-        spec.keyspace.name,
+        keyspace(spec),
         replication_cql(spec)
     )
 }
@@ -112,7 +123,7 @@ pub fn create_keyspace(spec: &CassandraSinkSpec) -> String {
 pub fn alter_keyspace(spec: &CassandraSinkSpec) -> String {
     format!(
         "ALTER KEYSPACE {} WITH replication = {}",
-        spec.keyspace.name,
+        keyspace(spec),
         replication_cql(spec)
     )
 }
@@ -132,9 +143,8 @@ pub fn create_table(spec: &CassandraSinkSpec) -> String {
         .map(|(c, t)| format!("    {c} {t},\n"))
         .collect();
     format!(
-        "CREATE TABLE IF NOT EXISTS {}.{} (\n    group_key text,\n    day date,\n    window_start timestamp,\n{}    PRIMARY KEY ((group_key, day), window_start)\n) WITH CLUSTERING ORDER BY (window_start {}) AND default_time_to_live = {}",
-        spec.keyspace.name,
-        spec.table,
+        "CREATE TABLE IF NOT EXISTS {} (\n    group_key text,\n    day date,\n    window_start timestamp,\n{}    PRIMARY KEY ((group_key, day), window_start)\n) WITH CLUSTERING ORDER BY (window_start {}) AND default_time_to_live = {}",
+        table(spec),
         columns.concat(),
         order(spec.clustering_order),
         spec.ttl_seconds
@@ -143,17 +153,18 @@ pub fn create_table(spec: &CassandraSinkSpec) -> String {
 
 pub fn alter_ttl(spec: &CassandraSinkSpec) -> String {
     format!(
-        "ALTER TABLE {}.{} WITH default_time_to_live = {}",
-        spec.keyspace.name, spec.table, spec.ttl_seconds
+        "ALTER TABLE {} WITH default_time_to_live = {}",
+        table(spec),
+        spec.ttl_seconds
     )
 }
 
 pub fn drop_table(spec: &CassandraSinkSpec) -> String {
-    format!("DROP TABLE IF EXISTS {}.{}", spec.keyspace.name, spec.table)
+    format!("DROP TABLE IF EXISTS {}", table(spec))
 }
 
 pub fn drop_keyspace(spec: &CassandraSinkSpec) -> String {
-    format!("DROP KEYSPACE IF EXISTS {}", spec.keyspace.name)
+    format!("DROP KEYSPACE IF EXISTS {}", keyspace(spec))
 }
 
 /// What Cassandra reports about an existing table, for drift checks.
@@ -209,7 +220,7 @@ mod tests {
     fn table_has_an_idempotent_key_with_order_and_ttl() {
         let ddl = create_table(&spec());
         assert!(
-            ddl.starts_with("CREATE TABLE IF NOT EXISTS taxi.zone_window_stats ("),
+            ddl.starts_with(r#"CREATE TABLE IF NOT EXISTS "taxi"."zone_window_stats" ("#),
             "{ddl}"
         );
         assert!(
@@ -246,7 +257,7 @@ mod tests {
         let mut s = spec();
         assert_eq!(
             create_keyspace(&s),
-            "CREATE KEYSPACE IF NOT EXISTS taxi WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 3} AND durable_writes = true"
+            r#"CREATE KEYSPACE IF NOT EXISTS "taxi" WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 3} AND durable_writes = true"#
         );
         s.keyspace.datacenters = Some(BTreeMap::from([("east".into(), 3), ("we'st".into(), 2)]));
         assert!(
@@ -258,6 +269,36 @@ mod tests {
         assert!(
             create_keyspace(&s).contains("{'class': 'SimpleStrategy', 'replication_factor': 3}")
         );
+    }
+
+    /// Every statement names the keyspace and table quoted, so a reserved word
+    /// stays a name and a hostile name stays inside its quotes.
+    #[test]
+    fn every_statement_quotes_keyspace_and_table() {
+        let mut s = spec();
+        s.keyspace.name = "select".into();
+        s.table = r#"t" WITH x"#.into();
+        let table = r#""select"."t"" WITH x""#;
+        assert_eq!(
+            create_keyspace(&s),
+            r#"CREATE KEYSPACE IF NOT EXISTS "select" WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 3} AND durable_writes = true"#
+        );
+        assert!(
+            alter_keyspace(&s).starts_with(r#"ALTER KEYSPACE "select" WITH replication = "#),
+            "{}",
+            alter_keyspace(&s)
+        );
+        assert!(
+            create_table(&s).starts_with(&format!("CREATE TABLE IF NOT EXISTS {table} (\n")),
+            "{}",
+            create_table(&s)
+        );
+        assert_eq!(
+            alter_ttl(&s),
+            format!("ALTER TABLE {table} WITH default_time_to_live = 86400")
+        );
+        assert_eq!(drop_table(&s), format!("DROP TABLE IF EXISTS {table}"));
+        assert_eq!(drop_keyspace(&s), r#"DROP KEYSPACE IF EXISTS "select""#);
     }
 
     #[test]
