@@ -31,13 +31,19 @@ use taxistream_worker::zones::ZoneLookup;
 const US: i64 = 1_000_000;
 
 fn shared_data() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    assert!(
-        dir.is_dir(),
-        "{} is missing: the real TLC samples are expected beside the repository",
-        dir.display()
-    );
-    dir
+    // Beside the repository, or beside the directory of its git worktrees.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        manifest.join("../../shared/data"),
+        manifest.join("../../../shared/data"),
+    ];
+    match candidates.iter().find(|d| d.is_dir()) {
+        Some(dir) => dir.clone(),
+        None => panic!(
+            "{} is missing: the real TLC samples are expected beside the repository",
+            candidates[0].display()
+        ),
+    }
 }
 
 /// One raw row, parsed here without the worker's readers.

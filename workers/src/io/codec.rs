@@ -519,7 +519,7 @@ mod tests {
         assert_eq!(decode_trips(&buf).unwrap_err().reason(), "unknown_version");
         assert_eq!(decode_trips(&[]).unwrap_err().reason(), "empty");
         assert_eq!(
-            decode_trips(b"\x02\x00\x00\x00garbage")
+            decode_trips(b"\x02\x00\x00\x00\x00garbage")
                 .unwrap_err()
                 .reason(),
             "truncated"
