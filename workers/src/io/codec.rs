@@ -125,7 +125,7 @@ pub struct TripMessage {
 /// A message of the trips topic.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TripsMessage {
-    Trip(TripMessage),
+    Trip(Box<TripMessage>),
     /// Event time has reached this watermark on every source in flight.
     Watermark(Micros),
 }
@@ -311,7 +311,7 @@ pub fn decode_trips(value: &[u8]) -> Result<TripsMessage, DecodeError> {
     }
     r.u8()?;
     match r.u8()? {
-        KIND_TRIP => decode_trip_body(&mut r).map(TripsMessage::Trip),
+        KIND_TRIP => decode_trip_body(&mut r).map(|m| TripsMessage::Trip(Box::new(m))),
         KIND_WATERMARK => {
             let w = r.i64()?;
             if r.at != value.len() {
@@ -482,7 +482,10 @@ mod tests {
     fn trip_round_trips() {
         let mut buf = Vec::new();
         encode_trip(&trip(), &mut buf);
-        assert_eq!(decode_trips(&buf).unwrap(), TripsMessage::Trip(trip()));
+        assert_eq!(
+            decode_trips(&buf).unwrap(),
+            TripsMessage::Trip(Box::new(trip()))
+        );
         assert!(buf.len() < 200, "{} bytes", buf.len());
     }
 

@@ -277,7 +277,7 @@ impl<'a> Aggregator<'a> {
             self.stats.records += 1;
         }
         let trip_msg = match decoded {
-            Ok(TripsMessage::Trip(m)) => m,
+            Ok(TripsMessage::Trip(m)) => *m,
             Ok(TripsMessage::Watermark(w)) => {
                 self.advance(&key, offset, None);
                 return self.watermark(&key, w);
