@@ -83,8 +83,12 @@ fn raw_csv(path: &Path) -> Vec<Raw> {
             .unwrap()
     };
     let (p, d) = (
-        col(&["tpeppickupdatetime", "pickupdatetime"]),
-        col(&["tpepdropoffdatetime", "dropoffdatetime"]),
+        col(&["tpeppickupdatetime", "lpeppickupdatetime", "pickupdatetime"]),
+        col(&[
+            "tpepdropoffdatetime",
+            "lpepdropoffdatetime",
+            "dropoffdatetime",
+        ]),
     );
     let (pu, du) = (
         col(&["pulocationid", "pickuplocationid"]),
@@ -294,7 +298,11 @@ fn run_job_in(
 }
 
 fn check_sample(file: &str) {
-    let path = shared_data().join(file);
+    check_sample_at(&shared_data().join(file), file);
+}
+
+fn check_sample_at(path: &Path, file: &str) {
+    let path = path.to_path_buf();
     let raw = if file.ends_with(".parquet") {
         raw_parquet(&path)
     } else {
@@ -435,6 +443,37 @@ fn yellow_2020_01_head_and_tail_raw_csv() {
 #[test]
 fn yellow_2019_01_renamed_csv() {
     check_sample("yellow_tripdata_2019-01_sample_ge.csv");
+}
+
+/// The only whole month among the samples, in the order TLC ships it: rough
+/// hour blocks, then an unsorted tail of 11,110 rows (31%) spanning the
+/// month. In file order most of it is late; by pickup none of it is.
+#[test]
+fn green_2020_04_whole_month_loses_no_trip_to_lateness() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("green_tripdata_2020-04.csv");
+    let gz = std::fs::File::open(shared_data().join("green_tripdata_2020-04.csv.gz")).unwrap();
+    std::io::copy(
+        &mut flate2::read::GzDecoder::new(gz),
+        &mut std::fs::File::create(&csv).unwrap(),
+    )
+    .unwrap();
+    check_sample_at(&csv, "green_tripdata_2020-04.csv");
+    let (summary, results, letters) = run_job(&csv, 300, 600);
+    assert_eq!(summary.rows_read, 35_612);
+    assert_eq!(summary.dead_letters.get(Reason::Late), 0);
+    // Only the pickups outside April 2020 are dead-lettered.
+    assert!(letters.iter().all(|d| d.reason != Reason::Late));
+    assert!(letters.len() <= 6, "{letters:?}");
+    assert_eq!(
+        results.iter().map(|r| r.count).sum::<u64>(),
+        35_612 - letters.len() as u64
+    );
+    let (file_order, _, _) = run_job_in(&csv, 300, 600, false);
+    assert!(
+        file_order.dead_letters.get(Reason::Late) > 20_000,
+        "in file order most of the month is late"
+    );
 }
 
 #[test]
