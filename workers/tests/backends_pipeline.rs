@@ -95,13 +95,10 @@ fn synthetic(source: &str, n: u64) -> Vec<Trip> {
 
 type Windows = BTreeMap<(i32, i64), WindowResult>;
 
-/// The in-process engine over `trips` in order, closed at end of input.
+/// The in-process engine over `trips` in pickup order (the relay's order),
+/// closed at end of input.
 fn expected(trips: &[Trip]) -> Windows {
-    expected_with(trips, LATENESS_S)
-}
-
-fn expected_with(trips: &[Trip], lateness_s: u64) -> Windows {
-    let cfg = WindowConfig::tumbling(WINDOW_S, lateness_s, GroupBy::PickupZone).unwrap();
+    let cfg = WindowConfig::tumbling(WINDOW_S, LATENESS_S, GroupBy::PickupZone).unwrap();
     let mut engine = WindowEngine::new(cfg, ZoneLookup::embedded());
     let mut sorted = trips.to_vec();
     sorted.sort_by(|a, b| {
@@ -500,21 +497,9 @@ async fn real_sample_lands_idempotently_resumes_and_streams_to_the_in_process_wi
     let sample = backends_support::sample("yellow_tripdata_2025-01_head.parquet");
     let input = backends_support::path_str(&sample);
     let (trips, rejected) = valid_rows(&sample);
-    // Partitioned engines see a subsequence of the stream, whose disorder is
-    // at most the whole stream's; with that much lateness nothing is late
-    // in either, so the single engine and the per-partition ones must agree.
-    let mut high = i64::MIN;
-    let mut disorder = 0i64;
-    for t in &trips {
-        high = high.max(t.pickup);
-        disorder = disorder.max(high - t.pickup);
-    }
-    let lateness = (disorder / 1_000_000 + 1) as u64;
-    eprintln!(
-        "{} valid rows, {rejected} rejected, disorder {lateness} s",
-        trips.len()
-    );
-    let p = Pipeline::new(&db, &kafka, WINDOW_S, lateness).await;
+    eprintln!("{} valid rows, {rejected} rejected", trips.len());
+    // The default lateness: the relay publishes the landed file by pickup.
+    let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
 
     // An ingest interrupted after its first 4000 rows (landed with their progress)...
     let store = store(&p).await;
@@ -548,7 +533,7 @@ async fn real_sample_lands_idempotently_resumes_and_streams_to_the_in_process_wi
     p.run("relay", &[]);
     p.run("aggregate", &["--idle-ms", "2000"]);
     let (got, _) = emitted(&p);
-    assert_same(&expected_with(&trips, lateness), &got);
+    assert_same(&expected(&trips), &got);
 }
 
 /// `GET path` on the probe server; (status, body).

@@ -1,7 +1,7 @@
 //! The Kafka wire format of trips and window results.
 //!
 //! Every message value starts with one byte naming its schema version, and
-//! every message also carries the header [`SCHEMA_HEADER`] (e.g. `trip/1`) so
+//! every message also carries the header [`SCHEMA_HEADER`] (e.g. `trip/2`) so
 //! tools can route messages without decoding them. A consumer that meets a
 //! version it does not know sends the message to the dead-letter topic with
 //! reason `unknown_version` instead of guessing.

@@ -5,10 +5,10 @@
 //!
 //! Each partition's progress is a *checkpoint*: the engine's snapshot (its
 //! open windows and the carried watermark), the next offset it covers, and
-//! per source the last (pickup, landing id) counted. A checkpoint is written to PostgreSQL only after every
-//! window result and dead letter produced by the records before that offset
-//! has been acknowledged by the broker; the offset is committed to Kafka right
-//! after. So an offset is committed only once every window that contains
+//! per source the last (pickup, landing id) counted. A checkpoint is written
+//! to PostgreSQL only after every window result and dead letter produced by
+//! the records before that offset has been acknowledged by the broker; the
+//! offset is committed to Kafka right after. So an offset is committed only once every window that contains
 //! records at or before it has been emitted, or is held in the snapshot that
 //! goes with it.
 //!
