@@ -40,7 +40,11 @@
 //! markers; a warning says so.
 //!
 //! Replay mode paces publication by pickup time: a trip is published when
-//! `(pickup − first pickup) / speedup` has elapsed since the first one.
+//! `(pickup − first pickup) / speedup` has elapsed since the first one. A
+//! stretch without pickups that would take more than a minute of wall time
+//! (a month's stray early pickups come first in pickup order, days before
+//! the rest) is shortened to a minute. A speed-up that is not a positive
+//! finite number disables pacing, with a warning.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,6 +113,9 @@ pub struct RelayStats {
     pub rounds: u64,
 }
 
+/// The longest wall-clock pause replay makes for a stretch with no pickups.
+const MAX_GAP: Duration = Duration::from_secs(60);
+
 /// Event-time pacing for replay mode.
 struct Pacer {
     speedup: f64,
@@ -129,7 +136,18 @@ impl Pacer {
     }
 
     fn delay(&mut self, pickup: Micros) -> Duration {
-        let (first, started) = *self.origin.get_or_insert((pickup, Instant::now()));
+        let now = Instant::now();
+        let (mut first, mut started) = *self.origin.get_or_insert((pickup, now));
+        if self.high != Micros::MIN && pickup > self.high {
+            let gap_s = (pickup - self.high) as f64 / MICROS_PER_SECOND as f64 / self.speedup;
+            // In pickup order a month's stray early pickups come first, days
+            // before the rest: an empty stretch of event time is shortened
+            // rather than waited out.
+            if gap_s > MAX_GAP.as_secs_f64() {
+                (first, started) = (pickup, now + MAX_GAP);
+                self.origin = Some((first, started));
+            }
+        }
         self.high = self.high.max(pickup);
         let event_elapsed = (self.high - first).max(0) as f64 / MICROS_PER_SECOND as f64;
         let wait = event_elapsed / self.speedup;
@@ -535,6 +553,26 @@ mod tests {
         // A record a minute behind the newest does not pull the schedule back.
         let e = p.delay(t0 + 540 * MICROS_PER_SECOND);
         assert!(e > Duration::from_millis(9_800), "{e:?}");
+    }
+
+    #[test]
+    fn replay_shortens_empty_stretches_of_event_time() {
+        let mut p = Pacer::new(60.0).unwrap();
+        let t0 = 1_738_368_000_000_000;
+        assert!(p.delay(t0).is_zero());
+        // Two weeks later would be five and a half hours at 60x.
+        let two_weeks = 14 * 86_400 * MICROS_PER_SECOND;
+        let d = p.delay(t0 + two_weeks);
+        assert!(
+            d <= MAX_GAP && d > MAX_GAP - Duration::from_millis(100),
+            "{d:?}"
+        );
+        // Pacing resumes from there at the same speed.
+        let e = p.delay(t0 + two_weeks + 60 * MICROS_PER_SECOND);
+        assert!(
+            e > MAX_GAP && e <= MAX_GAP + Duration::from_secs(1),
+            "{e:?}"
+        );
     }
 
     #[test]
