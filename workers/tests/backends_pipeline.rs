@@ -797,6 +797,11 @@ impl ResultWriter for Collect {
 /// What `taxistream-worker run` emits for `path` with the pipeline's
 /// settings (the defaults: event-time order, ten minutes of lateness).
 fn run_groups(path: &std::path::Path) -> Windows {
+    run_groups_of(&[path])
+}
+
+/// As [`run_groups`], for several inputs read in the order given.
+fn run_groups_of(paths: &[&std::path::Path]) -> Windows {
     let results = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let mut job = LocalJob::new(
         JobOptions {
@@ -810,12 +815,14 @@ fn run_groups(path: &std::path::Path) -> Windows {
         Box::new(DiscardDeadLetters),
         "(discarded)".into(),
     );
-    let name = backends_support::path_str(path);
-    job.read_source(
-        open_file(path, &name, Dataset::Yellow),
-        Month::from_name(&name),
-    )
-    .unwrap();
+    for path in paths {
+        let name = backends_support::path_str(path);
+        job.read_source(
+            open_file(path, &name, Dataset::Yellow),
+            Month::from_name(&name),
+        )
+        .unwrap();
+    }
     let summary = job.finish().unwrap();
     assert_eq!(
         summary.dead_letters.get(Reason::Late),
@@ -1012,4 +1019,46 @@ async fn growing_the_trips_topic_mid_stream_changes_no_result() {
             .contains("more partitions than the key groups pinned"),
         "the relay warns about the unused partitions"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_still_landing_holds_back_a_later_month_so_neither_is_late() {
+    let Some((db, kafka)) = backends_support::services() else {
+        return;
+    };
+    let early = backends_support::sample("yellow_tripdata_2020-01_head.csv");
+    let late = backends_support::sample("yellow_tripdata_2025-01_head.parquet");
+    let (early_trips, _) = valid_rows(&early);
+    let (late_trips, _) = valid_rows(&late);
+    let want = run_groups_of(&[&early, &late]);
+    let p = Pipeline::with_partitions(&db, &kafka, WINDOW_S, LATENESS_S, 2).await;
+    // The later month is landed completely; the earlier one only in part.
+    let store = land(&p, &late_trips).await;
+    let early_name = backends_support::path_str(&early);
+    let first: Vec<Trip> = early_trips
+        .iter()
+        .filter(|t| t.source.row < 400)
+        .cloned()
+        .collect();
+    store.land(&early_name, &first, &[], 400).await.unwrap();
+    let mut relay = p.spawn("relay", &[]);
+    let mut agg = p.spawn("aggregate", &["--commit-interval-ms", "500"]);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        relayed(&store).await,
+        0,
+        "nothing of the later month is published while the earlier one lands"
+    );
+    let rest: Vec<Trip> = early_trips
+        .iter()
+        .filter(|t| t.source.row >= 400)
+        .cloned()
+        .collect();
+    let end = early_trips.last().map_or(0, |t| t.source.row + 1);
+    store.land(&early_name, &rest, &[], end).await.unwrap();
+    store.complete(&early_name, end).await.unwrap();
+    await_results(&p, &want, "two months");
+    sigkill(&mut relay);
+    sigkill(&mut agg);
+    no_dead_letters(&p, "two months");
 }
