@@ -8,9 +8,9 @@
 //! per source the last (pickup, landing id) counted. A checkpoint is written
 //! to PostgreSQL only after every window result and dead letter produced by
 //! the records before that offset has been acknowledged by the broker; the
-//! offset is committed to Kafka right after. So an offset is committed only once every window that contains
-//! records at or before it has been emitted, or is held in the snapshot that
-//! goes with it.
+//! offset is committed to Kafka right after. So an offset is committed only
+//! once every window that contains records at or before it has been emitted,
+//! or is held in the snapshot that goes with it.
 //!
 //! When a partition is assigned (at start, after a crash, after a
 //! rebalance), its checkpoint is restored and the records before its offset

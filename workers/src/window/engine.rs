@@ -139,7 +139,7 @@ impl WindowEngine {
     }
 
     /// A watermark marker: event time has progressed to `progress` on every
-    /// input; emits the windows that closes.
+    /// input; emits the windows it closes.
     pub fn advance(&mut self, progress: Micros, emitted: &mut Vec<WindowResult>) {
         self.watermark.observe(progress);
         self.emit_closed(emitted);
