@@ -264,6 +264,8 @@ struct Publisher<'a> {
     producer: &'a FutureProducer,
     topic: &'a str,
     deliveries: Vec<DeliveryFuture>,
+    /// Markers to partitions beyond the key groups.
+    extra: Vec<DeliveryFuture>,
     buf: Vec<u8>,
 }
 
@@ -288,15 +290,38 @@ impl Publisher<'_> {
         Ok(())
     }
 
-    fn marker(&mut self, watermark: Micros, partitions: i32) -> Result<u64, StageError> {
+    /// Sends `watermark` to every partition. Partitions beyond the key
+    /// groups hold no key, so a marker they miss (the producer may not know
+    /// a partition added moments ago) costs nothing: best effort there.
+    fn marker(
+        &mut self,
+        watermark: Micros,
+        key_groups: i32,
+        partitions: i32,
+    ) -> Result<u64, StageError> {
         codec::encode_watermark(watermark, &mut self.buf);
-        for p in 0..partitions {
+        for p in 0..key_groups {
             self.send(None, p, codec::WATERMARK_SCHEMA)?;
+        }
+        for p in key_groups..partitions {
+            let record = FutureRecord::<[u8], [u8]>::to(self.topic)
+                .partition(p)
+                .payload(self.buf.as_slice())
+                .headers(schema_headers(codec::WATERMARK_SCHEMA));
+            match self.producer.send_result(record) {
+                Ok(d) => self.extra.push(d),
+                Err((e, _)) => tracing::debug!(partition = p, error = %e, "marker not sent"),
+            }
         }
         Ok(partitions as u64)
     }
 
     async fn acknowledged(&mut self) -> Result<(), StageError> {
+        for d in self.extra.drain(..) {
+            if let Ok(Err((e, _))) = d.await {
+                tracing::debug!(error = %e, "marker to a partition beyond the key groups not delivered");
+            }
+        }
         for d in self.deliveries.drain(..) {
             match d.await {
                 Ok(Ok(_)) => {}
@@ -392,6 +417,7 @@ pub async fn relay(
         producer,
         topic: &opts.topic,
         deliveries: Vec::new(),
+        extra: Vec::new(),
         buf: Vec::with_capacity(256),
     };
     let mut partitions = Partitions {
@@ -447,7 +473,7 @@ pub async fn relay(
         let mut watermark = sent.max(advance);
         // The frontier also bounds this round's rows, so markers go first.
         if let Some(w) = advance {
-            stats.markers += publisher.marker(w, partition_count)?;
+            stats.markers += publisher.marker(w, key_groups, partition_count)?;
         }
         batch.clear();
         for r in &rows {
