@@ -34,17 +34,17 @@ unit:
 check-crds:
 	$(ENV) for v in 1.33.0 1.36.0; do kubernetes-validate --strict --quiet -k $$v crds/*.yaml; done
 
-## demo: the local job (read → validate → window) on the real sample in examples/data/.
+## demo: the local job (read → validate → sort by pickup → window) on the real samples in
+#   examples/data/, with the default settings (5-minute windows, 10 minutes of allowed lateness).
 DEMO_OUT := $${CARGO_TARGET_DIR}/demo
 demo:
 	$(ENV) cargo build --locked -q -p taxistream-worker && mkdir -p $(DEMO_OUT) && \
 	  "$$CARGO_TARGET_DIR/debug/taxistream-worker" run \
-	    --input examples/data/yellow_tripdata_2025-01_head.parquet \
-	    --window 15m --allowed-lateness 6h --max-table-rows 25 \
+	    --input examples/data/yellow_tripdata_2025-01_head.parquet --max-table-rows 25 \
 	    --dead-letters $(DEMO_OUT)/dead-letters.jsonl && \
 	  "$$CARGO_TARGET_DIR/debug/taxistream-worker" run --no-progress \
 	    --input examples/data/yellow_tripdata_2020-01_head.csv \
-	    --group-by borough --window 1h --allowed-lateness 1h \
+	    --group-by borough --window 1h \
 	    --output $(DEMO_OUT)/results-2020-01.csv --dead-letters $(DEMO_OUT)/dead-letters-2020-01.jsonl && \
 	  echo "results: $(DEMO_OUT)/results-2020-01.csv; dead letters: $(DEMO_OUT)/dead-letters*.jsonl"
 

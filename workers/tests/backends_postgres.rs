@@ -5,7 +5,7 @@
 mod backends_support;
 
 use taxistream_worker::config::Secret;
-use taxistream_worker::io::postgres::{PgSettings, PgStore};
+use taxistream_worker::io::postgres::{PgSettings, PgStore, RelayProgress};
 use taxistream_worker::trip::{Dataset, SourceRef, Trip};
 
 fn trip(source: &str, row: u64, zone: i32) -> Trip {
@@ -54,7 +54,7 @@ async fn store() -> Option<PgStore> {
 }
 
 #[tokio::test]
-async fn landing_is_idempotent_and_the_outbox_reads_in_landing_order() {
+async fn landing_is_idempotent_and_the_outbox_reads_each_source_in_pickup_order() {
     let Some(store) = store().await else { return };
     let a: Vec<Trip> = (0..1000)
         .map(|r| trip("a.parquet", r, 1 + (r % 265) as i32))
@@ -95,21 +95,80 @@ async fn landing_is_idempotent_and_the_outbox_reads_in_landing_order() {
     .unwrap();
     assert_eq!(dead, 1);
 
-    // The outbox returns every row once, in landing order, with the values landed.
+    // A second source, still landing, its rows in reverse pickup order.
+    let mut b: Vec<Trip> = (0..50).map(|r| trip("b.csv", r, 7)).collect();
+    for (t, pickup) in b.iter_mut().zip((0..50).rev()) {
+        t.pickup = a[500].pickup + pickup * 1_000_000;
+    }
+    store.land("b.csv", &b, &[], 50).await.unwrap();
+
+    // The outbox returns every row of a completed source once, in (pickup,
+    // id) order, with the values landed, and pages from a stored position.
+    let idle = std::time::Duration::from_secs(600);
     let mut tx = store.begin_relay("r").await.unwrap();
-    assert_eq!(tx.last_id, 0);
-    let rows = tx.fetch(700).await.unwrap();
+    assert_eq!((tx.watermark, tx.key_groups), (None, None));
+    let sources = tx.sources(idle).await.unwrap();
+    assert_eq!(sources.len(), 2);
+    let (sa, sb) = (&sources[0], &sources[1]);
+    assert_eq!(
+        (sa.source.as_str(), sa.completed, sa.position),
+        ("a.parquet", true, None)
+    );
+    assert_eq!(sa.next.map(|n| n.0), Some(a[0].pickup));
+    // Still landing: held at its earliest landed pickup.
+    assert_eq!(
+        (sb.completed, sb.next.map(|n| n.0)),
+        (false, Some(a[500].pickup))
+    );
+    let rows = tx
+        .fetch_ordered("a.parquet", None, Some(a[699].pickup), 10_000)
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 700);
-    assert!(rows.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0].trip.pickup <= w[1].trip.pickup)
+    );
     assert_eq!(rows[0].trip, a[0]);
     assert_eq!(rows[699].trip, a[699]);
-    let last = rows[699].id;
-    tx.commit(last).await.unwrap();
+    let last = (rows[699].trip.pickup, rows[699].id);
+    tx.commit(&RelayProgress {
+        positions: vec![("a.parquet".into(), last)],
+        watermark: Some(last.0),
+        key_groups: Some(3),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let mut tx = store.begin_relay("r").await.unwrap();
-    assert_eq!(tx.last_id, last);
-    let rest = tx.fetch(10_000).await.unwrap();
+    assert_eq!((tx.watermark, tx.key_groups), (Some(last.0), Some(3)));
+    let sources = tx.sources(idle).await.unwrap();
+    assert_eq!(sources[0].position, Some(last));
+    assert_eq!(sources[0].next.map(|n| n.0), Some(a[700].pickup));
+    let rest = tx
+        .fetch_ordered("a.parquet", Some(last), None, 10_000)
+        .await
+        .unwrap();
     assert_eq!(rest.len(), 300);
     assert_eq!(rest[299].trip, a[999]);
+    tx.commit(&RelayProgress {
+        positions: vec![("a.parquet".into(), (rest[299].trip.pickup, rest[299].id))],
+        finished: vec!["a.parquet".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut tx = store.begin_relay("r").await.unwrap();
+    let sources = tx.sources(idle).await.unwrap();
+    assert_eq!(sources.len(), 1, "a finished source is no longer listed");
+    assert_eq!(tx.published_high().await.unwrap(), Some(a[999].pickup));
+    // A source that stopped landing long ago no longer holds anything back.
+    assert!(
+        tx.sources(std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

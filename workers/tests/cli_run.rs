@@ -116,8 +116,14 @@ fn dead_letters_are_written_and_a_failed_source_sets_the_exit_code() {
         "--dead-letters",
         dead.to_str().unwrap(),
         "--no-progress",
+        // In file order this head-and-tail sample has late rows to write.
+        "--file-order",
     ]);
     assert!(!ok, "a failed source makes the exit code non-zero");
+    assert!(
+        stderr.contains("input order                       file"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("/nonexistent/yellow_tripdata_2020-02.parquet"),
         "{stderr}"
@@ -142,6 +148,21 @@ fn dead_letters_are_written_and_a_failed_source_sets_the_exit_code() {
         );
         assert!(l["trip"]["pickup"].is_i64());
     }
+
+    // By default the file is windowed in event-time order: nothing is late.
+    let (ok, _, stderr) = run(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--format",
+        "none",
+        "--no-progress",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("input order                 event time"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("late"), "{stderr}");
 }
 
 #[test]

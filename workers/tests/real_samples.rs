@@ -1,7 +1,11 @@
-//! Correctness on every real TLC sample in `../shared/data`: the per-zone,
-//! per-window totals the local job emits must equal totals computed here,
-//! independently, from the raw rows (excluding late and dead-letter rows),
-//! and every row must be accounted for exactly once.
+//! Correctness on every real TLC sample in `../shared/data`, read in the
+//! order the TLC ships them: the per-zone, per-window totals the local job
+//! emits must equal totals computed here, independently, from the raw rows
+//! (excluding late and dead-letter rows), and every row must be accounted
+//! for exactly once. By default the job windows each file in event-time
+//! order, so with the default ten minutes of allowed lateness no trip of a
+//! real month is late; the file-order mode keeps the old per-record
+//! watermark over file order, checked against the same reference.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::RefCell;
@@ -27,13 +31,19 @@ use taxistream_worker::zones::ZoneLookup;
 const US: i64 = 1_000_000;
 
 fn shared_data() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
-    assert!(
-        dir.is_dir(),
-        "{} is missing: the real TLC samples are expected beside the repository",
-        dir.display()
-    );
-    dir
+    // Beside the repository, or beside the directory of its git worktrees.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        manifest.join("../../shared/data"),
+        manifest.join("../../../shared/data"),
+    ];
+    match candidates.iter().find(|d| d.is_dir()) {
+        Some(dir) => dir.clone(),
+        None => panic!(
+            "{} is missing: the real TLC samples are expected beside the repository",
+            candidates[0].display()
+        ),
+    }
 }
 
 /// One raw row, parsed here without the worker's readers.
@@ -73,8 +83,12 @@ fn raw_csv(path: &Path) -> Vec<Raw> {
             .unwrap()
     };
     let (p, d) = (
-        col(&["tpeppickupdatetime", "pickupdatetime"]),
-        col(&["tpepdropoffdatetime", "dropoffdatetime"]),
+        col(&["tpeppickupdatetime", "lpeppickupdatetime", "pickupdatetime"]),
+        col(&[
+            "tpepdropoffdatetime",
+            "lpepdropoffdatetime",
+            "dropoffdatetime",
+        ]),
     );
     let (pu, du) = (
         col(&["pulocationid", "pickuplocationid"]),
@@ -172,7 +186,7 @@ struct Expected {
 }
 
 /// The reference semantics, written out plainly: validity, then the
-/// per-record watermark over valid rows in file order.
+/// per-record watermark over valid rows in the order given.
 fn expected(rows: &[Raw], month: Month, size: i64, lateness: i64) -> Expected {
     let tol = DEFAULT_MONTH_TOLERANCE_DAYS * 86_400 * US;
     let (lo, hi) = (month.start() - tol, month.next().start() + tol);
@@ -244,6 +258,15 @@ fn run_job(
     size_s: u64,
     lateness_s: u64,
 ) -> (Summary, Vec<WindowResult>, Vec<DeadLetter>) {
+    run_job_in(path, size_s, lateness_s, true)
+}
+
+fn run_job_in(
+    path: &Path,
+    size_s: u64,
+    lateness_s: u64,
+    event_time_order: bool,
+) -> (Summary, Vec<WindowResult>, Vec<DeadLetter>) {
     let results = Rc::new(RefCell::new(Vec::new()));
     let letters = Rc::new(RefCell::new(Vec::new()));
     let options = JobOptions {
@@ -259,6 +282,9 @@ fn run_job(
         Box::new(Letters(letters.clone())),
         "memory".into(),
     );
+    if !event_time_order {
+        job = job.in_file_order();
+    }
     let name = path.display().to_string();
     job.read_source(
         open_file(path, &name, Dataset::Yellow),
@@ -272,19 +298,44 @@ fn run_job(
 }
 
 fn check_sample(file: &str) {
-    let path = shared_data().join(file);
+    check_sample_at(&shared_data().join(file), file);
+}
+
+fn check_sample_at(path: &Path, file: &str) {
+    let path = path.to_path_buf();
     let raw = if file.ends_with(".parquet") {
         raw_parquet(&path)
     } else {
         raw_csv(&path)
     };
     let month = Month::from_name(file).unwrap();
-    // The reference query's 10 minutes (most rows of these roughly ordered
-    // files are late) and a lateness long enough to window almost everything.
-    for (size_s, lateness_s) in [(300u64, 600u64), (900, 2 * 86_400)] {
-        let exp = expected(&raw, month, size_s as i64 * US, lateness_s as i64 * US);
-        let (summary, results, letters) = run_job(&path, size_s, lateness_s);
-        let ctx = format!("{file} window {size_s}s lateness {lateness_s}s");
+    // Pickup order, equal pickups in file order: what the job sorts by.
+    let mut by_pickup = raw.clone();
+    by_pickup.sort_by_key(|r| r.pickup);
+    // The defaults (5-minute windows, 10 minutes of lateness; in file order
+    // most rows of these roughly ordered files would be late) and a
+    // lateness long enough to window almost everything.
+    for (size_s, lateness_s, event_time) in [
+        (300u64, 600u64, true),
+        (900, 2 * 86_400, true),
+        (300, 600, false),
+        (900, 2 * 86_400, false),
+    ] {
+        let order = if event_time { &by_pickup } else { &raw };
+        let exp = expected(order, month, size_s as i64 * US, lateness_s as i64 * US);
+        let (summary, results, letters) = run_job_in(&path, size_s, lateness_s, event_time);
+        let ctx = format!(
+            "{file} window {size_s}s lateness {lateness_s}s {}",
+            if event_time {
+                "event-time order"
+            } else {
+                "file order"
+            }
+        );
+        assert_eq!(summary.event_time_order, event_time, "{ctx}");
+        if event_time {
+            assert_eq!(exp.late, 0, "{ctx}: the reference has late rows");
+        }
         assert!(
             summary.sources_failed.is_empty(),
             "{ctx}: {:?}",
@@ -392,6 +443,37 @@ fn yellow_2020_01_head_and_tail_raw_csv() {
 #[test]
 fn yellow_2019_01_renamed_csv() {
     check_sample("yellow_tripdata_2019-01_sample_ge.csv");
+}
+
+/// The only whole month among the samples, in the order TLC ships it: rough
+/// hour blocks, then an unsorted tail of 11,110 rows (31%) spanning the
+/// month. In file order most of it is late; by pickup none of it is.
+#[test]
+fn green_2020_04_whole_month_loses_no_trip_to_lateness() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("green_tripdata_2020-04.csv");
+    let gz = std::fs::File::open(shared_data().join("green_tripdata_2020-04.csv.gz")).unwrap();
+    std::io::copy(
+        &mut flate2::read::GzDecoder::new(gz),
+        &mut std::fs::File::create(&csv).unwrap(),
+    )
+    .unwrap();
+    check_sample_at(&csv, "green_tripdata_2020-04.csv");
+    let (summary, results, letters) = run_job(&csv, 300, 600);
+    assert_eq!(summary.rows_read, 35_612);
+    assert_eq!(summary.dead_letters.get(Reason::Late), 0);
+    // Only the pickups outside April 2020 are dead-lettered.
+    assert!(letters.iter().all(|d| d.reason != Reason::Late));
+    assert!(letters.len() <= 6, "{letters:?}");
+    assert_eq!(
+        results.iter().map(|r| r.count).sum::<u64>(),
+        35_612 - letters.len() as u64
+    );
+    let (file_order, _, _) = run_job_in(&csv, 300, 600, false);
+    assert!(
+        file_order.dead_letters.get(Reason::Late) > 20_000,
+        "in file order most of the month is late"
+    );
 }
 
 #[test]

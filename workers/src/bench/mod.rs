@@ -134,7 +134,9 @@ fn run(args: &BenchArgs) -> Result<(), String> {
         Box::new(Counting(totals.clone())),
         Box::new(DiscardDeadLetters),
         "(counted only)".into(),
-    );
+    )
+    // The reference query's late rows are defined by file order.
+    .in_file_order();
     let t0 = Instant::now();
     let reader: Result<Box<dyn TripReader>, SourceError> =
         ParquetTripReader::open(&path, &name, Dataset::Yellow)

@@ -1,21 +1,31 @@
 //! The Kafka wire format of trips and window results.
 //!
 //! Every message value starts with one byte naming its schema version, and
-//! every message also carries the header [`SCHEMA_HEADER`] (e.g. `trip/1`) so
+//! every message also carries the header [`SCHEMA_HEADER`] (e.g. `trip/2`) so
 //! tools can route messages without decoding them. A consumer that meets a
 //! version it does not know sends the message to the dead-letter topic with
 //! reason `unknown_version` instead of guessing.
 //!
-//! # `trip/1` (value of the trips topic)
+//! # Trips topic, format 2
 //!
-//! Little-endian, fixed layout followed by the optional fields that are present:
+//! The trips topic carries two kinds of message, told apart by the second
+//! byte: trips (header `trip/2`) and watermark markers (header
+//! `watermark/2`). The relay that publishes the trips knows how far event
+//! time has progressed over every source it reads, so it stamps that
+//! watermark on each trip and sends markers to every partition; the
+//! aggregate closes windows on the carried watermark, which makes results
+//! independent of how keys are spread over partitions.
+//!
+//! Trip, little-endian, fixed layout followed by the optional fields that are present:
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 1 | version = 1 |
+//! | 1 | version = 2 |
+//! | 1 | kind = 0 (trip) |
 //! | 1 | dataset: 0 yellow, 1 green, 2 fhv, 3 fhvhv |
 //! | 2 | flags: bit per optional field present (see `F_*`), plus `store_and_fwd` value and `refund` |
-//! | 8 | landing id: position in the PostgreSQL outbox (per-partition increasing; used to drop re-published duplicates) |
+//! | 8 | landing id: the row's id in the PostgreSQL landing table (with the source and pickup, the key that drops re-published copies) |
+//! | 8 | watermark, µs: no trip published after this one has an earlier pickup (except trips of sources that start later) |
 //! | 8 | pickup, µs of naive local time (the event time) |
 //! | 8 | dropoff, µs |
 //! | 4 + 4 | pickup zone, dropoff zone |
@@ -25,8 +35,12 @@
 //! | 8 | source row |
 //! | 2 + n | source (file, URL or dataset), UTF-8 |
 //!
-//! A typical yellow trip is about 170 bytes before batch compression (zstd,
-//! which removes most of the repeated source name).
+//! Watermark marker: version = 2, kind = 1, then the watermark (8 bytes, µs).
+//!
+//! A typical yellow trip is about 180 bytes before batch compression (zstd,
+//! which removes most of the repeated source name). Format 1 (landing-order
+//! trips without a watermark) is no longer read: its messages go to the
+//! dead-letter topic as `unknown_version`.
 //!
 //! # `window/1` (value of the aggregates topic)
 //!
@@ -42,11 +56,15 @@ use crate::window::WindowResult;
 /// Header naming the schema of a message value.
 pub const SCHEMA_HEADER: &str = "taxistream-schema";
 /// Schema of trip messages written by this version.
-pub const TRIP_SCHEMA: &str = "trip/1";
+pub const TRIP_SCHEMA: &str = "trip/2";
+/// Schema of watermark markers on the trips topic.
+pub const WATERMARK_SCHEMA: &str = "watermark/2";
 /// Schema of window-result messages written by this version.
 pub const WINDOW_SCHEMA: &str = "window/1";
 
-const TRIP_V1: u8 = 1;
+const TRIPS_V2: u8 = 2;
+const KIND_TRIP: u8 = 0;
+const KIND_WATERMARK: u8 = 1;
 const WINDOW_V1: u8 = 1;
 
 const F_VENDOR: u16 = 1 << 0;
@@ -95,11 +113,21 @@ impl DecodeError {
     }
 }
 
-/// A trip as published by the relay: the record plus its outbox position.
+/// A trip as published by the relay: the record, its landing id and the
+/// watermark at the time it was published.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TripMessage {
     pub landing_id: u64,
+    pub watermark: Micros,
     pub trip: Trip,
+}
+
+/// A message of the trips topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TripsMessage {
+    Trip(Box<TripMessage>),
+    /// Event time has reached this watermark on every source in flight.
+    Watermark(Micros),
 }
 
 fn dataset_code(d: Dataset) -> u8 {
@@ -126,7 +154,7 @@ fn dataset_from(code: u8) -> Result<Dataset, DecodeError> {
     })
 }
 
-/// Appends the `trip/1` encoding of `msg` to `out` (cleared first), so a
+/// Appends the `trip/2` encoding of `msg` to `out` (cleared first), so a
 /// producer loop can reuse one buffer.
 pub fn encode_trip(msg: &TripMessage, out: &mut Vec<u8>) {
     let t = &msg.trip;
@@ -150,10 +178,12 @@ pub fn encode_trip(msg: &TripMessage, out: &mut Vec<u8>) {
     set(F_STORE_FWD_Y, t.store_and_fwd == Some(true));
     set(F_REFUND, t.refund);
 
-    out.push(TRIP_V1);
+    out.push(TRIPS_V2);
+    out.push(KIND_TRIP);
     out.push(dataset_code(t.dataset));
     out.extend_from_slice(&flags.to_le_bytes());
     out.extend_from_slice(&msg.landing_id.to_le_bytes());
+    out.extend_from_slice(&msg.watermark.to_le_bytes());
     out.extend_from_slice(&t.pickup.to_le_bytes());
     out.extend_from_slice(&t.dropoff.to_le_bytes());
     out.extend_from_slice(&t.pu_location_id.to_le_bytes());
@@ -261,17 +291,43 @@ pub fn version_of(value: &[u8]) -> Option<u8> {
     value.first().copied()
 }
 
-/// Decodes a `trip/1` value. Structural checks only: field-level validation
-/// (zones, times, amounts) is the validator's job, so every stage applies the
-/// same rules.
-pub fn decode_trip(value: &[u8]) -> Result<TripMessage, DecodeError> {
+/// Writes the `watermark/2` marker for `watermark` into `out` (cleared first).
+pub fn encode_watermark(watermark: Micros, out: &mut Vec<u8>) {
+    out.clear();
+    out.push(TRIPS_V2);
+    out.push(KIND_WATERMARK);
+    out.extend_from_slice(&watermark.to_le_bytes());
+}
+
+/// Decodes a value of the trips topic. Structural checks only: field-level
+/// validation (zones, times, amounts) is the validator's job, so every stage
+/// applies the same rules.
+pub fn decode_trips(value: &[u8]) -> Result<TripsMessage, DecodeError> {
     let mut r = Reader { buf: value, at: 0 };
     match value.first() {
         None => return Err(DecodeError::Empty),
-        Some(&TRIP_V1) => {}
+        Some(&TRIPS_V2) => {}
         Some(&v) => return Err(DecodeError::UnknownVersion(v)),
     }
     r.u8()?;
+    match r.u8()? {
+        KIND_TRIP => decode_trip_body(&mut r).map(|m| TripsMessage::Trip(Box::new(m))),
+        KIND_WATERMARK => {
+            let w = r.i64()?;
+            if r.at != value.len() {
+                return Err(DecodeError::Trailing(value.len() - r.at));
+            }
+            Ok(TripsMessage::Watermark(w))
+        }
+        other => Err(DecodeError::Invalid {
+            field: "kind",
+            detail: format!("code {other}"),
+        }),
+    }
+}
+
+fn decode_trip_body(r: &mut Reader<'_>) -> Result<TripMessage, DecodeError> {
+    let value = r.buf;
     let dataset = dataset_from(r.u8()?)?;
     let flags = r.u16()?;
     if flags & !F_KNOWN != 0 {
@@ -282,6 +338,7 @@ pub fn decode_trip(value: &[u8]) -> Result<TripMessage, DecodeError> {
     }
     let has = |bit: u16| flags & bit != 0;
     let landing_id = r.u64()?;
+    let watermark = r.i64()?;
     let pickup = r.i64()?;
     let dropoff = r.i64()?;
     let pu_location_id = r.i32()?;
@@ -330,6 +387,7 @@ pub fn decode_trip(value: &[u8]) -> Result<TripMessage, DecodeError> {
     }
     Ok(TripMessage {
         landing_id,
+        watermark,
         trip: Trip {
             source: SourceRef { source, row },
             dataset,
@@ -386,6 +444,7 @@ mod tests {
     fn trip() -> TripMessage {
         TripMessage {
             landing_id: 42,
+            watermark: 1_738_367_000_000_000,
             trip: Trip {
                 source: SourceRef {
                     source: "yellow_tripdata_2025-02.parquet".into(),
@@ -423,8 +482,24 @@ mod tests {
     fn trip_round_trips() {
         let mut buf = Vec::new();
         encode_trip(&trip(), &mut buf);
-        assert_eq!(decode_trip(&buf).unwrap(), trip());
+        assert_eq!(
+            decode_trips(&buf).unwrap(),
+            TripsMessage::Trip(Box::new(trip()))
+        );
         assert!(buf.len() < 200, "{} bytes", buf.len());
+    }
+
+    #[test]
+    fn watermark_markers_round_trip_and_reject_trailing_bytes() {
+        let mut buf = Vec::new();
+        encode_watermark(-5, &mut buf);
+        assert_eq!(decode_trips(&buf).unwrap(), TripsMessage::Watermark(-5));
+        buf.push(0);
+        assert_eq!(decode_trips(&buf).unwrap_err().reason(), "trailing_bytes");
+        assert_eq!(
+            decode_trips(&[TRIPS_V2, 7]).unwrap_err().reason(),
+            "invalid_field"
+        );
     }
 
     #[test]
@@ -433,7 +508,7 @@ mod tests {
         encode_trip(&trip(), &mut buf);
         for n in 0..buf.len() {
             assert!(
-                decode_trip(&buf[..n]).is_err(),
+                decode_trips(&buf[..n]).is_err(),
                 "prefix of {n} bytes decoded"
             );
         }
@@ -443,17 +518,17 @@ mod tests {
     fn unknown_versions_and_garbage_are_rejected_with_reasons() {
         let mut buf = Vec::new();
         encode_trip(&trip(), &mut buf);
-        buf[0] = 9;
-        assert_eq!(decode_trip(&buf).unwrap_err().reason(), "unknown_version");
-        assert_eq!(decode_trip(&[]).unwrap_err().reason(), "empty");
+        buf[0] = 1;
+        assert_eq!(decode_trips(&buf).unwrap_err().reason(), "unknown_version");
+        assert_eq!(decode_trips(&[]).unwrap_err().reason(), "empty");
         assert_eq!(
-            decode_trip(b"\x01\x00\x00\x00garbage")
+            decode_trips(b"\x02\x00\x00\x00\x00garbage")
                 .unwrap_err()
                 .reason(),
             "truncated"
         );
-        buf[0] = 1;
+        buf[0] = 2;
         buf.push(0);
-        assert_eq!(decode_trip(&buf).unwrap_err().reason(), "trailing_bytes");
+        assert_eq!(decode_trips(&buf).unwrap_err().reason(), "trailing_bytes");
     }
 }

@@ -5,15 +5,18 @@
 //! Landing a batch is one transaction: `COPY` into a session-temporary
 //! staging table, then `INSERT … SELECT … ON CONFLICT (source, source_row) DO
 //! NOTHING` into the landing table under a transaction-level advisory lock,
-//! then the source's progress row. Because ids are drawn under that lock,
-//! every committed id is larger than every id committed before it, which is
-//! what lets the relay read the table as an outbox ordered by id without gaps
-//! appearing behind its read position.
+//! then the source's progress row. Ids are drawn under that lock, so they
+//! follow landing order. The relay reads each completed source as an outbox
+//! in (pickup, id) order: a landed source no longer changes, so that order
+//! is stable and a keyset position in it survives restarts.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
 
 use sqlx::migrate::{Migration, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
@@ -21,7 +24,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, Postgres, Row, SqlSafeSt
 use taxistream_crds::pipeline::{Dataset, PgSslMode as SslMode};
 
 use crate::config::Secret;
-use crate::trip::{SourceRef, Trip, format_micros, micros_from_naive};
+use crate::trip::{Micros, SourceRef, Trip, format_micros, micros_from_naive, naive_from_micros};
 
 /// Errors of the landing store, naming the table or source involved.
 #[derive(Debug, thiserror::Error)]
@@ -348,19 +351,19 @@ impl PgStore {
     }
 
     /// Opens the relay's transaction: locks its progress row (so a second
-    /// relay replica waits as a standby) and returns the last published id.
+    /// relay replica waits as a standby) and returns what it last recorded.
     pub async fn begin_relay(&self, relay: &str) -> Result<RelayTx, PgError> {
         let mut tx = self.pool.begin().await.map_err(self.query_err("begin"))?;
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {}_relay_progress (relay, last_id) VALUES ($1, 0) ON CONFLICT (relay) DO NOTHING",
+            "INSERT INTO {}_relay_progress (relay) VALUES ($1) ON CONFLICT (relay) DO NOTHING",
             self.qualified
         )))
         .bind(relay)
         .execute(&mut *tx)
         .await
         .map_err(self.query_err("create relay progress"))?;
-        let last_id: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT last_id FROM {}_relay_progress WHERE relay = $1 FOR UPDATE",
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT watermark, key_groups FROM {}_relay_progress WHERE relay = $1 FOR UPDATE",
             self.qualified
         )))
         .bind(relay)
@@ -369,7 +372,8 @@ impl PgStore {
         .map_err(self.query_err("lock relay progress"))?;
         Ok(RelayTx {
             tx,
-            last_id,
+            watermark: row.get(0),
+            key_groups: row.get(1),
             relay: relay.to_owned(),
             qualified: self.qualified.clone(),
         })
@@ -393,7 +397,8 @@ pub struct Checkpoint {
     pub topic: String,
     pub partition: i32,
     pub next_offset: i64,
-    pub max_landing_id: i64,
+    /// Serialised per-source positions of the last counted trips (JSON).
+    pub source_positions: String,
     /// Serialised engine snapshot.
     pub snapshot: Vec<u8>,
 }
@@ -407,7 +412,7 @@ impl PgStore {
         partition: i32,
     ) -> Result<Option<Checkpoint>, PgError> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT next_offset, max_landing_id, snapshot FROM {}_aggregate_checkpoints \
+            "SELECT next_offset, source_positions, snapshot FROM {}_aggregate_checkpoints \
              WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3",
             self.qualified
         )))
@@ -421,7 +426,7 @@ impl PgStore {
             topic: topic.to_owned(),
             partition,
             next_offset: r.get(0),
-            max_landing_id: r.get(1),
+            source_positions: r.get(1),
             snapshot: r.get(2),
         }))
     }
@@ -439,10 +444,10 @@ impl PgStore {
         for c in checkpoints {
             sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO {}_aggregate_checkpoints \
-                 (consumer_group, topic, kafka_partition, next_offset, max_landing_id, snapshot) \
+                 (consumer_group, topic, kafka_partition, next_offset, source_positions, snapshot) \
                  VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET \
-                 next_offset = EXCLUDED.next_offset, max_landing_id = EXCLUDED.max_landing_id, \
+                 next_offset = EXCLUDED.next_offset, source_positions = EXCLUDED.source_positions, \
                  snapshot = EXCLUDED.snapshot, updated_at = now()",
                 self.qualified
             )))
@@ -450,7 +455,7 @@ impl PgStore {
             .bind(&c.topic)
             .bind(c.partition)
             .bind(c.next_offset)
-            .bind(c.max_landing_id)
+            .bind(&c.source_positions)
             .bind(&c.snapshot)
             .execute(&mut *tx)
             .await
@@ -471,19 +476,122 @@ pub struct SourceClaim {
 /// The relay's open transaction over its progress row.
 pub struct RelayTx {
     tx: Transaction<'static, Postgres>,
-    pub last_id: i64,
+    /// Last watermark sent, µs.
+    pub watermark: Option<Micros>,
+    /// Key groups pinned at the first publication.
+    pub key_groups: Option<i32>,
     relay: String,
     qualified: String,
 }
 
+/// A source the relay has not finished, as of the open transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelaySource {
+    pub source: String,
+    /// Fully landed: its order can no longer change.
+    pub completed: bool,
+    /// Last published (pickup, id).
+    pub position: Option<(Micros, i64)>,
+    /// The next row in (pickup, id) order after `position`; for a source
+    /// still landing, its earliest landed row so far.
+    pub next: Option<(Micros, i64)>,
+}
+
+/// What a relay round changes in its progress, committed with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayProgress {
+    /// New (pickup, id) positions by source.
+    pub positions: Vec<(String, (Micros, i64))>,
+    /// Sources completed and fully published.
+    pub finished: Vec<String>,
+    pub watermark: Option<Micros>,
+    pub key_groups: Option<i32>,
+}
+
+fn naive(us: Micros) -> NaiveDateTime {
+    naive_from_micros(us).unwrap_or_default()
+}
+
 impl RelayTx {
-    /// Up to `limit` rows after the read position, in landing order.
-    pub async fn fetch(&mut self, limit: i64) -> Result<Vec<OutboxRow>, PgError> {
+    /// The sources not finished yet: every completed one, and the ones still
+    /// landing that landed a batch within `idle` (an ingest that stopped
+    /// must not hold event time back forever).
+    pub async fn sources(&mut self, idle: Duration) -> Result<Vec<RelaySource>, PgError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, {COLUMNS} FROM {} WHERE id > $1 ORDER BY id LIMIT $2",
+            "SELECT p.source, p.completed, r.last_pickup, r.last_id, n.pickup, n.id \
+             FROM {t}_ingest_progress p \
+             LEFT JOIN {t}_relay_sources r ON r.relay = $1 AND r.source = p.source \
+             LEFT JOIN LATERAL (SELECT x.pickup, x.id FROM {t} x WHERE x.source = p.source \
+               AND (x.pickup, x.id) > (COALESCE(r.last_pickup, '-infinity'), COALESCE(r.last_id, 0)) \
+               ORDER BY x.pickup, x.id LIMIT 1) n ON true \
+             WHERE NOT COALESCE(r.finished, false) \
+               AND (p.completed OR p.updated_at > now() - make_interval(secs => $2)) \
+             ORDER BY p.source",
+            t = self.qualified
+        )))
+        .bind(&self.relay)
+        .bind(idle.as_secs_f64())
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(|source| PgError::Query {
+            what: "read relay sources",
+            table: self.qualified.clone(),
+            source,
+        })?;
+        let pair = |p: Option<NaiveDateTime>, id: Option<i64>| {
+            p.zip(id).map(|(p, id)| (micros_from_naive(p), id))
+        };
+        Ok(rows
+            .iter()
+            .map(|r| RelaySource {
+                source: r.get(0),
+                completed: r.get(1),
+                position: pair(r.get(2), r.get(3)),
+                next: pair(r.get(4), r.get(5)),
+            })
+            .collect())
+    }
+
+    /// The latest pickup published from any source, if any.
+    pub async fn published_high(&mut self) -> Result<Option<Micros>, PgError> {
+        let high: Option<NaiveDateTime> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT max(last_pickup) FROM {}_relay_sources WHERE relay = $1",
             self.qualified
         )))
-        .bind(self.last_id)
+        .bind(&self.relay)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(|source| PgError::Query {
+            what: "read relay sources",
+            table: self.qualified.clone(),
+            source,
+        })?;
+        Ok(high.map(micros_from_naive))
+    }
+
+    /// Up to `limit` rows of `source` after `after` in (pickup, id) order,
+    /// with pickups no later than `up_to`.
+    pub async fn fetch_ordered(
+        &mut self,
+        source: &str,
+        after: Option<(Micros, i64)>,
+        up_to: Option<Micros>,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, PgError> {
+        let (after_pickup, after_id) = after.map_or((None, 0), |(p, id)| (Some(naive(p)), id));
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            // Infinite bounds rather than `IS NULL OR`, which would keep
+            // the planner from a range scan of the (source, pickup, id) index.
+            "SELECT id, {COLUMNS} FROM {} WHERE source = $1 \
+             AND (pickup, id) > (COALESCE($2, '-infinity'::timestamp), $3) \
+             AND pickup <= COALESCE($4, 'infinity'::timestamp) \
+             ORDER BY pickup, id LIMIT $5",
+            self.qualified
+        )))
+        .bind(source)
+        .bind(after_pickup)
+        .bind(after_id)
+        .bind(up_to.map(naive))
         .bind(limit)
         .fetch_all(&mut *self.tx)
         .await
@@ -497,28 +605,67 @@ impl RelayTx {
             .collect()
     }
 
-    /// Records `last_id` as published and commits, in the transaction that
+    /// Records the round's progress and commits, in the transaction that
     /// read the rows.
-    pub async fn commit(mut self, last_id: i64) -> Result<(), PgError> {
-        let table = self.qualified.clone();
-        let err = |what| {
-            let table = table.clone();
-            move |source| PgError::Query {
-                what,
-                table,
+    pub async fn commit(mut self, progress: &RelayProgress) -> Result<(), PgError> {
+        for (source, (pickup, id)) in &progress.positions {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {}_relay_sources (relay, source, last_pickup, last_id) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (relay, source) DO UPDATE SET \
+                 last_pickup = EXCLUDED.last_pickup, last_id = EXCLUDED.last_id, updated_at = now()",
+                self.qualified
+            )))
+            .bind(&self.relay)
+            .bind(source)
+            .bind(naive(*pickup))
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|source| PgError::Query {
+                what: "advance relay position",
+                table: self.qualified.clone(),
                 source,
-            }
-        };
+            })?;
+        }
+        for source in &progress.finished {
+            // A source with no valid row has no position yet: its row is
+            // created finished, at the epoch (it publishes nothing).
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {}_relay_sources (relay, source, last_pickup, last_id, finished) \
+                 VALUES ($1, $2, 'epoch', 0, true) ON CONFLICT (relay, source) DO UPDATE SET \
+                 finished = true, updated_at = now()",
+                self.qualified
+            )))
+            .bind(&self.relay)
+            .bind(source)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|source| PgError::Query {
+                what: "finish relay source",
+                table: self.qualified.clone(),
+                source,
+            })?;
+        }
+        let qualified = self.qualified.clone();
         sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {}_relay_progress SET last_id = $2, updated_at = now() WHERE relay = $1",
-            self.qualified
+            "UPDATE {qualified}_relay_progress SET watermark = COALESCE($2, watermark), \
+             key_groups = COALESCE(key_groups, $3), updated_at = now() WHERE relay = $1",
         )))
         .bind(&self.relay)
-        .bind(last_id)
+        .bind(progress.watermark)
+        .bind(progress.key_groups)
         .execute(&mut *self.tx)
         .await
-        .map_err(err("advance relay progress"))?;
-        self.tx.commit().await.map_err(err("commit relay progress"))
+        .map_err(|source| PgError::Query {
+            what: "advance relay progress",
+            table: qualified.clone(),
+            source,
+        })?;
+        self.tx.commit().await.map_err(|source| PgError::Query {
+            what: "commit relay progress",
+            table: qualified,
+            source,
+        })
     }
 }
 

@@ -4,13 +4,13 @@
 //! # Effectively-once without Kafka transactions
 //!
 //! Each partition's progress is a *checkpoint*: the engine's snapshot (its
-//! open windows and watermark), the next offset it covers, and the highest
-//! landing id counted. A checkpoint is written to PostgreSQL only after every
-//! window result and dead letter produced by the records before that offset
-//! has been acknowledged by the broker; the offset is committed to Kafka right
-//! after. So an offset is committed only once every window that contains
-//! records at or before it has been emitted, or is held in the snapshot that
-//! goes with it.
+//! open windows and the carried watermark), the next offset it covers, and
+//! per source the last (pickup, landing id) counted. A checkpoint is written
+//! to PostgreSQL only after every window result and dead letter produced by
+//! the records before that offset has been acknowledged by the broker; the
+//! offset is committed to Kafka right after. So an offset is committed only
+//! once every window that contains records at or before it has been emitted,
+//! or is held in the snapshot that goes with it.
 //!
 //! When a partition is assigned (at start, after a crash, after a
 //! rebalance), its checkpoint is restored and the records before its offset
@@ -19,14 +19,25 @@
 //! emitted after the checkpoint and before the crash come out again with the
 //! same values, and the sink's idempotent upserts absorb them.
 //!
-//! The relay may publish a trip twice after a crash of its own; copies carry
-//! a landing id no higher than one already counted in that partition, and are
-//! dropped here (counted in `records_in`, never in a window).
+//! # Event time
+//!
+//! Windows close on the watermark the relay carries (stamped on every trip
+//! and sent as markers to every partition), not on the pickups a partition
+//! happens to see, so which zones share a partition changes nothing: every
+//! engine closes the same windows at the same event time, and the
+//! end-of-source watermark closes the last windows of a finished source
+//! without any idle timeout.
+//!
+//! The relay may publish a trip twice after a crash of its own. It publishes
+//! each source in (pickup, landing id) order, so in a partition the trips of
+//! one source arrive in increasing order of that pair; a copy is at or before
+//! the last pair counted for its source and is dropped here (counted in
+//! `records_in`, never in a window).
 //!
 //! On revocation the partition's open state is dropped without a checkpoint:
 //! the next owner resumes from the last one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -38,7 +49,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::dead_letter::Reason;
 use crate::error::StageError;
-use crate::io::codec::{self, TripMessage};
+use crate::io::codec::{self, TripsMessage};
 use crate::io::kafka::{
     Assignment, GroupContext, KafkaIoError, KafkaSettings, dead_letter_headers, schema_headers,
 };
@@ -46,7 +57,7 @@ use crate::io::postgres::{Checkpoint, PgStore};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::stage::runtime::{CommonArgs, StageRuntime};
-use crate::trip::{Dataset, TripBatch};
+use crate::trip::{Dataset, Micros, TripBatch};
 use crate::validate::Validator;
 use crate::window::{EngineSnapshot, WindowConfig, WindowEngine, WindowResult};
 use crate::zones::ZoneLookup;
@@ -84,6 +95,8 @@ pub struct AggregateOptions {
 struct Pending {
     batch: TripBatch,
     offsets: Vec<i64>,
+    /// The watermark stamped on each row.
+    progress: Vec<Micros>,
     /// Original values, for dead-lettering late records as they arrived.
     payloads: Vec<Vec<u8>>,
 }
@@ -93,7 +106,8 @@ struct PartitionState {
     partition: i32,
     engine: WindowEngine,
     next_offset: i64,
-    max_landing_id: i64,
+    /// Per source, the last (pickup, landing id) counted.
+    positions: BTreeMap<String, (Micros, i64)>,
     pending: Pending,
     /// Progress since the last checkpoint.
     dirty: bool,
@@ -145,17 +159,22 @@ impl<'a> Aggregator<'a> {
                 .store
                 .load_checkpoint(&self.opts.group, &topic, partition)
                 .await?;
-            let (engine, next_offset, max_landing_id) = match cp {
+            let (engine, next_offset, positions) = match cp {
                 Some(cp) => {
-                    let snap: EngineSnapshot =
-                        serde_json::from_slice(&cp.snapshot).map_err(|e| StageError::Other {
-                            what: "decoding checkpoint",
-                            detail: format!("{topic}/{partition}: {e}"),
-                        })?;
+                    let bad = |e: serde_json::Error| StageError::Other {
+                        what: "decoding checkpoint",
+                        detail: format!("{topic}/{partition}: {e}"),
+                    };
+                    let snap: EngineSnapshot = serde_json::from_slice(&cp.snapshot).map_err(bad)?;
+                    let positions = serde_json::from_str(&cp.source_positions).map_err(bad)?;
                     let engine = WindowEngine::restore(snap, self.zones)?;
-                    (engine, cp.next_offset, cp.max_landing_id)
+                    (engine, cp.next_offset, positions)
                 }
-                None => (WindowEngine::new(self.opts.window, self.zones), 0, 0),
+                None => (
+                    WindowEngine::new(self.opts.window, self.zones),
+                    0,
+                    BTreeMap::new(),
+                ),
             };
             tracing::info!(%topic, partition, next_offset, open_windows = engine.open_windows(), "partition assigned");
             self.partitions.insert(
@@ -165,10 +184,11 @@ impl<'a> Aggregator<'a> {
                     partition,
                     engine,
                     next_offset,
-                    max_landing_id,
+                    positions,
                     pending: Pending {
                         batch: TripBatch::with_capacity(Arc::from(""), Dataset::Yellow, 0),
                         offsets: Vec::new(),
+                        progress: Vec::new(),
                         payloads: Vec::new(),
                     },
                     dirty: false,
@@ -232,8 +252,6 @@ impl<'a> Aggregator<'a> {
             // Already in the restored snapshot.
             return Ok(());
         }
-        self.metrics.records_in(1);
-        self.stats.records += 1;
         let payload = msg.payload().unwrap_or_default();
         let origin = format!("{}/{}@{}", key.0, key.1, offset);
         let schema = msg
@@ -242,14 +260,28 @@ impl<'a> Aggregator<'a> {
             .and_then(|h| h.value)
             .map(|v| String::from_utf8_lossy(v).into_owned());
         let decoded = match schema.as_deref() {
-            Some(s) if s != codec::TRIP_SCHEMA => Err(codec::DecodeError::Invalid {
-                field: "schema header",
-                detail: format!("{s:?} is not {}", codec::TRIP_SCHEMA),
-            }),
-            _ => codec::decode_trip(payload),
+            Some(s) if s != codec::TRIP_SCHEMA && s != codec::WATERMARK_SCHEMA => {
+                Err(codec::DecodeError::Invalid {
+                    field: "schema header",
+                    detail: format!(
+                        "{s:?} is neither {} nor {}",
+                        codec::TRIP_SCHEMA,
+                        codec::WATERMARK_SCHEMA
+                    ),
+                })
+            }
+            _ => codec::decode_trips(payload),
         };
-        let trip_msg: TripMessage = match decoded {
-            Ok(m) => m,
+        if !matches!(decoded, Ok(TripsMessage::Watermark(_))) {
+            self.metrics.records_in(1);
+            self.stats.records += 1;
+        }
+        let trip_msg = match decoded {
+            Ok(TripsMessage::Trip(m)) => *m,
+            Ok(TripsMessage::Watermark(w)) => {
+                self.advance(&key, offset, None);
+                return self.watermark(&key, w);
+            }
             Err(e) => {
                 let (reason, detail) = (e.reason(), e.to_string());
                 tracing::warn!(%origin, reason, %detail, "malformed trip message");
@@ -259,11 +291,17 @@ impl<'a> Aggregator<'a> {
             }
         };
         let landing_id = i64::try_from(trip_msg.landing_id).unwrap_or(i64::MAX);
-        if landing_id != 0 && landing_id <= state.max_landing_id {
+        let position = (trip_msg.trip.pickup, landing_id);
+        if state
+            .positions
+            .get(&trip_msg.trip.source.source)
+            .is_some_and(|last| position <= *last)
+        {
             self.stats.duplicates += 1;
             self.advance(&key, offset, None);
             return Ok(());
         }
+        let counted = Some((trip_msg.trip.source.source.clone(), position));
         // Field checks: the message may not have come from our relay.
         let mut one = TripBatch::with_capacity(Arc::from(""), trip_msg.trip.dataset, 1);
         one.push(&trip_msg.trip);
@@ -273,7 +311,7 @@ impl<'a> Aggregator<'a> {
         });
         if let Some((reason, detail)) = rejected {
             self.dead_letter(payload, msg.key(), reason.as_str(), &detail, &origin)?;
-            self.advance(&key, offset, Some(landing_id));
+            self.advance(&key, offset, counted);
             return Ok(());
         }
         let full = {
@@ -282,10 +320,11 @@ impl<'a> Aggregator<'a> {
             };
             state.pending.batch.push(&trip_msg.trip);
             state.pending.offsets.push(offset);
+            state.pending.progress.push(trip_msg.watermark);
             state.pending.payloads.push(payload.to_vec());
             state.pending.batch.len() >= MAX_PENDING
         };
-        self.advance(&key, offset, Some(landing_id));
+        self.advance(&key, offset, counted);
         if full {
             self.flush_partition(&key)?;
             self.reap_deliveries()?;
@@ -293,14 +332,36 @@ impl<'a> Aggregator<'a> {
         Ok(())
     }
 
-    fn advance(&mut self, key: &(String, i32), offset: i64, landing_id: Option<i64>) {
+    fn advance(
+        &mut self,
+        key: &(String, i32),
+        offset: i64,
+        counted: Option<(String, (Micros, i64))>,
+    ) {
         if let Some(state) = self.partitions.get_mut(key) {
             state.next_offset = offset + 1;
-            if let Some(id) = landing_id {
-                state.max_landing_id = state.max_landing_id.max(id);
+            if let Some((source, position)) = counted {
+                state.positions.insert(source, position);
             }
             state.dirty = true;
         }
+    }
+
+    /// A watermark marker: the rows before it first, then the windows it closes.
+    fn watermark(&mut self, key: &(String, i32), progress: Micros) -> Result<(), StageError> {
+        self.flush_partition(key)?;
+        let Some(state) = self.partitions.get_mut(key) else {
+            return Ok(());
+        };
+        let closed_at = Instant::now();
+        let mut out = std::mem::take(&mut self.emitted);
+        out.clear();
+        state.engine.advance(progress, &mut out);
+        for r in &out {
+            self.produce_window(r, Some(closed_at))?;
+        }
+        self.emitted = out;
+        self.reap_deliveries()
     }
 
     /// Runs the buffered rows of one partition through its engine and
@@ -315,9 +376,9 @@ impl<'a> Aggregator<'a> {
         let closed_at = Instant::now();
         self.emitted.clear();
         self.late.clear();
-        state.engine.push_batch(
+        state.engine.push_carried(
             &state.pending.batch,
-            None,
+            &state.pending.progress,
             &mut self.emitted,
             &mut self.late,
         );
@@ -337,6 +398,7 @@ impl<'a> Aggregator<'a> {
         let watermark = state.engine.watermark();
         state.pending.batch.clear();
         state.pending.offsets.clear();
+        state.pending.progress.clear();
         state.pending.payloads.clear();
         for (payload, origin) in late {
             let detail = format!(
@@ -470,17 +532,16 @@ impl<'a> Aggregator<'a> {
         self.await_deliveries().await?;
         let mut cps = Vec::new();
         for state in self.partitions.values_mut().filter(|s| s.dirty) {
-            let snapshot =
-                serde_json::to_vec(&state.engine.snapshot()).map_err(|e| StageError::Other {
-                    what: "encoding checkpoint",
-                    detail: e.to_string(),
-                })?;
+            let encode_err = |e: serde_json::Error| StageError::Other {
+                what: "encoding checkpoint",
+                detail: e.to_string(),
+            };
             cps.push(Checkpoint {
                 topic: state.topic.clone(),
                 partition: state.partition,
                 next_offset: state.next_offset,
-                max_landing_id: state.max_landing_id,
-                snapshot,
+                source_positions: serde_json::to_string(&state.positions).map_err(encode_err)?,
+                snapshot: serde_json::to_vec(&state.engine.snapshot()).map_err(encode_err)?,
             });
         }
         if cps.is_empty() {

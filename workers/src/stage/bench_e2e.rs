@@ -90,6 +90,7 @@ async fn raw_produce_rate(
     for i in 0..n {
         let mut msg = TripMessage {
             landing_id: i + 1,
+            watermark: trip.pickup,
             trip: trip.clone(),
         };
         msg.trip.source.row = i;
@@ -170,6 +171,10 @@ pub async fn main(args: BenchE2eArgs) -> Result<(), StageError> {
             poll: Duration::from_millis(100),
             replay_speedup: None,
             exit_when_idle: true,
+            close_after: RelayOptions::close_after(&WindowConfig::from_aggregation(
+                &w.aggregation,
+            )?),
+            source_idle: Duration::from_secs(600),
         },
         &rt.metrics,
         &rt.shutdown,

@@ -1,9 +1,17 @@
 //! `taxistream-worker run`: the embedded default job. Reads trips, validates
 //! them and windows them in one process, with no external service.
 //!
-//! read ([`crate::source`]) → validate ([`crate::validate`]) → window
-//! ([`crate::window`]) → write ([`crate::output`]); bad, unparsable and late
-//! records go to the dead-letter file. A source that fails (missing,
+//! read ([`crate::source`]) → validate ([`crate::validate`]) → sort by
+//! pickup → window ([`crate::window`]) → write ([`crate::output`]); bad,
+//! unparsable and late records go to the dead-letter file.
+//!
+//! A file is history, not a live feed, so by default each source is windowed
+//! in event-time order: its valid rows are kept in memory (a month of yellow
+//! trips is a few hundred MB in columns) and sorted by pickup, rows with the
+//! same pickup staying in file order. That is the order the relay publishes a
+//! landed source in, so `run` and the pipeline compute the same windows, and
+//! TLC files, which come in rough hour blocks with an unsorted tail, lose no
+//! trip to lateness. `--file-order` windows rows as the file lists them. A source that fails (missing,
 //! truncated, corrupt, wrong layout) is reported and skipped; the others
 //! still run, and the exit code says that something failed.
 
@@ -23,7 +31,7 @@ use crate::source::http::{Downloader, RetryPolicy, Timeouts};
 use crate::source::open_data::{OpenDataPager, OpenDataQuery};
 use crate::source::spec::{InputSpec, MonthRange, TLC_BASE_URL, expand_input};
 use crate::source::{ReadBatch, SourceError, TripReader, next_batch_guarded, open_file};
-use crate::trip::Dataset;
+use crate::trip::{Dataset, TripBatch};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
 use crate::window::{GroupBy, WindowConfig, WindowEngine, WindowError, WindowResult};
 use crate::zones::{ZoneError, ZoneLookup};
@@ -107,6 +115,10 @@ pub struct RunArgs {
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Window rows in the order the file lists them (the watermark follows
+    /// the newest pickup seen) instead of sorting each source by pickup.
+    #[arg(long)]
+    pub file_order: bool,
 }
 
 fn parse_dataset(s: &str) -> Result<Dataset, String> {
@@ -191,6 +203,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Time spent in the window engine alone.
     pub window_elapsed: Duration,
+    /// Each source was sorted by pickup before windowing (the default).
+    pub event_time_order: bool,
 }
 
 impl Summary {
@@ -201,6 +215,14 @@ impl Summary {
         let mut s = String::new();
         let mut line =
             |label: &str, value: String| s.push_str(&format!("{label:<24}{value:>14}\n"));
+        line(
+            "input order",
+            if self.event_time_order {
+                "event time".to_string()
+            } else {
+                "file".to_string()
+            },
+        );
         line("rows read", self.rows_read.to_string());
         line("rows windowed", self.rows_windowed.to_string());
         line("refunds flagged (kept)", self.refunds.to_string());
@@ -253,7 +275,12 @@ pub struct LocalJob {
     emitted: Vec<WindowResult>,
     late: Vec<usize>,
     mask: Vec<bool>,
+    /// Valid rows of the current source, waiting to be sorted by pickup.
+    buffered: Vec<TripBatch>,
 }
+
+/// Rows per batch fed to the engine after sorting.
+const SORTED_BATCH: usize = 65_536;
 
 impl LocalJob {
     pub fn new(
@@ -269,12 +296,23 @@ impl LocalJob {
             writer,
             dead,
             dead_path,
-            summary: Summary::default(),
             started: Instant::now(),
             emitted: Vec::new(),
             late: Vec::new(),
             mask: Vec::new(),
+            buffered: Vec::new(),
+            summary: Summary {
+                event_time_order: true,
+                ..Summary::default()
+            },
         }
+    }
+
+    /// Windows rows in the order the sources list them instead of sorting
+    /// each source by pickup first.
+    pub fn in_file_order(mut self) -> Self {
+        self.summary.event_time_order = false;
+        self
     }
 
     fn dead_letter(&mut self, d: &DeadLetter) -> Result<(), RunError> {
@@ -285,7 +323,8 @@ impl LocalJob {
         })
     }
 
-    /// Validates and windows one batch.
+    /// Validates one batch and windows it, or keeps its valid rows for
+    /// [`LocalJob::end_source`] in event-time order.
     pub fn process(&mut self, batch: ReadBatch, validator: &mut Validator) -> Result<(), RunError> {
         self.summary.rows_read += (batch.trips.len() + batch.rejects.len()) as u64;
         for d in &batch.rejects {
@@ -300,19 +339,67 @@ impl LocalJob {
         }
         self.summary.rows_valid += check.valid;
         self.summary.refunds += check.refunds;
+        if self.summary.event_time_order {
+            let mut trips = trips;
+            trips.retain(&mask);
+            self.mask = mask;
+            if !trips.is_empty() {
+                self.buffered.push(trips);
+            }
+            return Ok(());
+        }
+        let result = self.window(&trips, Some(&mask));
+        self.mask = mask;
+        result
+    }
+
+    /// The end of a source: windows its buffered rows by pickup.
+    pub fn end_source(&mut self) -> Result<(), RunError> {
+        let batches = std::mem::take(&mut self.buffered);
+        let Some(first) = batches.first() else {
+            return Ok(());
+        };
+        let t0 = Instant::now();
+        let mut order: Vec<(i64, u32, u32)> = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| {
+                batch
+                    .pickup
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, &p)| (p, b as u32, i as u32))
+            })
+            .collect();
+        // (pickup, batch, row): equal pickups keep file order, as the relay's
+        // (pickup, landing id) order does.
+        order.sort_unstable();
+        let (source, dataset) = (first.source.clone(), first.dataset);
+        self.summary.window_elapsed += t0.elapsed();
+        for chunk in order.chunks(SORTED_BATCH) {
+            let mut sorted = TripBatch::with_capacity(source.clone(), dataset, chunk.len());
+            for &(_, b, i) in chunk {
+                sorted.push(&batches[b as usize].row(i as usize));
+            }
+            self.window(&sorted, None)?;
+        }
+        Ok(())
+    }
+
+    fn window(&mut self, trips: &TripBatch, mask: Option<&[bool]>) -> Result<(), RunError> {
         let t0 = Instant::now();
         self.late.clear();
         self.engine
-            .push_batch(&trips, Some(&mask), &mut self.emitted, &mut self.late);
+            .push_batch(trips, mask, &mut self.emitted, &mut self.late);
         self.summary.window_elapsed += t0.elapsed();
-        self.summary.rows_windowed += check.valid - self.late.len() as u64;
+        let offered = mask.map_or(trips.len(), |m| m.iter().filter(|&&v| v).count());
+        self.summary.rows_windowed += (offered - self.late.len()) as u64;
         let watermark = self.engine.watermark();
         let late = std::mem::take(&mut self.late);
         for &i in &late {
             self.dead_letter(&DeadLetter::late(trips.row(i), watermark))?;
         }
         self.late = late;
-        self.mask = mask;
         self.write_emitted()
     }
 
@@ -373,6 +460,8 @@ impl LocalJob {
             }
             Ok::<_, RunError>(None)
         })?;
+        // Rows read before a failure still count, as in file order.
+        self.end_source()?;
         match outcome {
             Some(e) => self.source_failed(&e),
             None => self.summary.sources_ok += 1,
@@ -401,6 +490,7 @@ impl LocalJob {
                 }
             }
         }
+        self.end_source()?;
         bar.finish_and_clear();
         Ok(())
     }
@@ -436,6 +526,7 @@ impl LocalJob {
 
     /// End of input: closes every window, flushes the outputs, returns the summary.
     pub fn finish(mut self) -> Result<Summary, RunError> {
+        self.end_source()?;
         let t0 = Instant::now();
         self.engine.flush(&mut self.emitted);
         self.summary.window_elapsed += t0.elapsed();
@@ -516,6 +607,9 @@ pub async fn run(args: RunArgs) -> Result<Summary, RunError> {
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
     let mut job = LocalJob::new(options, zones, writer, dead, dead_path);
+    if args.file_order {
+        job = job.in_file_order();
+    }
     let retry = RetryPolicy {
         max_retries: args.retries,
         ..RetryPolicy::default()

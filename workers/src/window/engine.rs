@@ -121,6 +121,38 @@ impl WindowEngine {
         emitted: &mut Vec<WindowResult>,
         late: &mut Vec<usize>,
     ) {
+        self.push_rows(batch, include, None, emitted, late);
+    }
+
+    /// As [`WindowEngine::push_batch`] over every row, with the watermark
+    /// carried by the input instead of derived from pickups: after row `i`
+    /// event time has progressed to `progress[i]` (the relay's stamp), and
+    /// windows close once `progress − allowed lateness` passes their end.
+    pub fn push_carried(
+        &mut self,
+        batch: &TripBatch,
+        progress: &[Micros],
+        emitted: &mut Vec<WindowResult>,
+        late: &mut Vec<usize>,
+    ) {
+        self.push_rows(batch, None, Some(progress), emitted, late);
+    }
+
+    /// A watermark marker: event time has progressed to `progress` on every
+    /// input; emits the windows it closes.
+    pub fn advance(&mut self, progress: Micros, emitted: &mut Vec<WindowResult>) {
+        self.watermark.observe(progress);
+        self.emit_closed(emitted);
+    }
+
+    fn push_rows(
+        &mut self,
+        batch: &TripBatch,
+        include: Option<&[bool]>,
+        progress: Option<&[Micros]>,
+        emitted: &mut Vec<WindowResult>,
+        late: &mut Vec<usize>,
+    ) {
         let mut keys = std::mem::take(&mut self.key_buf);
         self.keys.fill(batch, &mut keys);
         let n = batch.len();
@@ -169,7 +201,7 @@ impl WindowEngine {
                 self.stats.late += 1;
                 late.push(i);
             }
-            self.watermark.observe(t);
+            self.watermark.observe(progress.map_or(t, |p| p[i]));
         }
         self.key_buf = keys;
         self.emit_closed(emitted);

@@ -10,8 +10,12 @@
 //! - **Key**: the configured [`GroupBy`] (pickup zone by default, dropoff zone,
 //!   pickup borough or payment type).
 //! - **Watermark** (per record): before record *i* is applied,
-//!   `W = max(pickup of records 0..i) − allowed_lateness`. A window is closed
-//!   once `W >= end`. A record is *late for a window* when that window is
+//!   `W = max(progress of records 0..i) − allowed_lateness`, where a record's
+//!   progress is its pickup ([`WindowEngine::push_batch`], for input already
+//!   in event-time order) or the watermark the input carries with it
+//!   ([`WindowEngine::push_carried`] and the markers of
+//!   [`WindowEngine::advance`], in the pipeline). A window is closed once
+//!   `W >= end`. A record is *late for a window* when that window is
 //!   already closed; it is counted in every window of its own that is still
 //!   open, and reported late when none is (a tumbling record has exactly one).
 //! - **Emission**: each closed window is emitted exactly once, at the end of

@@ -16,7 +16,8 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 pub struct EngineSnapshot {
     pub version: u32,
     pub config: WindowConfig,
-    /// Maximum event time seen; the watermark follows from it.
+    /// Event-time progress: the maximum pickup seen, or the carried watermark
+    /// ([`super::WindowEngine::push_carried`]); the watermark follows from it.
     pub max_event_time: Option<Micros>,
     /// Open windows, by ascending start.
     pub windows: Vec<SnapshotWindow>,

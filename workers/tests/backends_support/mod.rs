@@ -122,6 +122,24 @@ impl Pipeline {
         window_seconds: u64,
         allowed_lateness_seconds: u64,
     ) -> Pipeline {
+        Self::with_partitions(
+            database_url,
+            bootstrap,
+            window_seconds,
+            allowed_lateness_seconds,
+            TRIP_PARTITIONS,
+        )
+        .await
+    }
+
+    /// As [`Pipeline::new`], with `trip_partitions` partitions of the trips topic.
+    pub async fn with_partitions(
+        database_url: &str,
+        bootstrap: &str,
+        window_seconds: u64,
+        allowed_lateness_seconds: u64,
+        trip_partitions: i32,
+    ) -> Pipeline {
         let name = unique("p");
         let dir = tempfile::tempdir().unwrap();
         let url_file = dir.path().join("pg-url");
@@ -133,7 +151,7 @@ impl Pipeline {
         };
         let kafka = KafkaSettings::plain(bootstrap);
         kafka
-            .ensure_topics(&[&topics.trips], TRIP_PARTITIONS, 1)
+            .ensure_topics(&[&topics.trips], trip_partitions, 1)
             .await
             .unwrap();
         kafka
