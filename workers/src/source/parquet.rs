@@ -186,19 +186,9 @@ impl ParquetTripReader {
             NULL_I32
         };
         if let Some(text) = self.texts(col, f)? {
-            let text = text.as_string::<i32>();
-            return Ok((0..text.len())
-                .map(|i| {
-                    let s = if text.is_valid(i) { text.value(i) } else { "" };
-                    if s.trim().is_empty() {
-                        return null(problems, i);
-                    }
-                    parse_int(s).unwrap_or_else(|why| {
-                        problems.unparsed(i, f, why, s);
-                        NULL_I32
-                    })
-                })
-                .collect());
+            return Ok(parse_text_column(
+                &text, f, problems, null, parse_int, NULL_I32,
+            ));
         }
         let dt = col.data_type();
         if dt.is_floating() || matches!(dt, DataType::Decimal128(..) | DataType::Decimal256(..)) {
@@ -255,19 +245,14 @@ impl ParquetTripReader {
             null_value
         };
         if let Some(text) = self.texts(col, f)? {
-            let text = text.as_string::<i32>();
-            return Ok((0..text.len())
-                .map(|i| {
-                    let s = if text.is_valid(i) { text.value(i) } else { "" };
-                    if s.trim().is_empty() {
-                        return null(problems, i);
-                    }
-                    parse_float(s).unwrap_or_else(|why| {
-                        problems.unparsed(i, f, why, s);
-                        null_value
-                    })
-                })
-                .collect());
+            return Ok(parse_text_column(
+                &text,
+                f,
+                problems,
+                null,
+                parse_float,
+                null_value,
+            ));
         }
         let a = self.cast(col, f, &DataType::Float64)?;
         let a = a.as_primitive::<Float64Type>();
@@ -400,6 +385,32 @@ struct RowProblem {
     detail: String,
     /// The value as stored, when there is one.
     raw: Option<String>,
+}
+
+/// A numeric field stored as text is read with the CSV rules, so both file
+/// formats accept and refuse the same values: blank is null, anything else
+/// must parse, and what does not is reported with its raw text.
+fn parse_text_column<T: Copy>(
+    text: &ArrayRef,
+    f: Field,
+    problems: &mut RowProblems,
+    null: impl Fn(&mut RowProblems, usize) -> T,
+    parse: impl Fn(&str) -> Result<T, String>,
+    fallback: T,
+) -> Vec<T> {
+    let text = text.as_string::<i32>();
+    (0..text.len())
+        .map(|i| {
+            let s = if text.is_valid(i) { text.value(i) } else { "" };
+            if s.trim().is_empty() {
+                return null(problems, i);
+            }
+            parse(s).unwrap_or_else(|why| {
+                problems.unparsed(i, f, why, s);
+                fallback
+            })
+        })
+        .collect()
 }
 
 /// The problem of each row of a batch; allocated only once a row has one.
