@@ -21,7 +21,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDateTime};
+use chrono_tz::America::New_York;
 use serde::{Deserialize, Serialize};
 
 pub use taxistream_crds::pipeline::Dataset;
@@ -40,43 +41,12 @@ pub fn micros_from_naive(ts: NaiveDateTime) -> Micros {
 /// New York local time of a UTC instant (microseconds since the Unix
 /// epoch), as [`Micros`]: files that store instants (Parquet timestamps with
 /// a time zone, text with an offset) are brought onto the TLC's clock.
-///
-/// US Eastern rules since 1987 (the TLC's records start in 2009): EST is
-/// UTC-5; EDT (UTC-4) runs from 2:00 local on the second Sunday of March to
-/// 2:00 local on the first Sunday of November, and before 2007 from the first
-/// Sunday of April to the last Sunday of October.
 pub fn new_york_from_utc(utc: Micros) -> Micros {
-    const HOUR: Micros = 3_600 * MICROS_PER_SECOND;
-    let year = naive_from_micros(utc).map_or(1970, |t| t.year());
-    // The n-th Sunday (1-based) of a month, or its last one with n = 0.
-    let sunday = |month: u32, n: u32| -> Micros {
-        let day = if n == 0 {
-            let next = if month == 12 {
-                NaiveDate::from_ymd_opt(year + 1, 1, 1)
-            } else {
-                NaiveDate::from_ymd_opt(year, month + 1, 1)
-            };
-            next.and_then(|d| d.pred_opt()).map(|last| {
-                let back = last.weekday().num_days_from_sunday();
-                last - chrono::Duration::days(i64::from(back))
-            })
-        } else {
-            NaiveDate::from_ymd_opt(year, month, 1).map(|first| {
-                let ahead = (7 - first.weekday().num_days_from_sunday()) % 7;
-                first + chrono::Duration::days(i64::from(ahead + 7 * (n - 1)))
-            })
-        };
-        day.and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map_or(0, micros_from_naive)
-    };
-    let (start, end) = if year >= 2007 {
-        (sunday(3, 2), sunday(11, 1))
-    } else {
-        (sunday(4, 1), sunday(10, 0))
-    };
-    // 2:00 EST is 7:00 UTC; 2:00 EDT is 6:00 UTC.
-    let dst = (start + 7 * HOUR..end + 6 * HOUR).contains(&utc);
-    utc - if dst { 4 * HOUR } else { 5 * HOUR }
+    match DateTime::from_timestamp_micros(utc) {
+        Some(instant) => micros_from_naive(instant.with_timezone(&New_York).naive_local()),
+        // Out of chrono's range: no zone rule applies to such an instant.
+        None => utc,
+    }
 }
 
 /// Converts [`Micros`] back to a naive timestamp; `None` only for values
