@@ -14,9 +14,8 @@
 //! sources compute the same windows, whatever order the files are given in
 //! and whichever file holds a pickup. Nothing trails the watermark in that
 //! order, so TLC files, which come in rough hour blocks with an unsorted tail
-//! and stray pickups of neighbouring months, lose no trip to lateness. The
-//! valid rows are held in columns until the end (about 150 bytes a trip: a
-//! month of yellow trips is about half a GB), with a 24-byte sort key each.
+//! and stray pickups of neighbouring months, lose no trip to lateness.
+//! Memory holds one source at a time ([`crate::stage::run_merge`]).
 //! `--file-order` windows rows as the files list them, as they are read. A
 //! source that fails (missing, truncated, corrupt, wrong layout) is reported
 //! and skipped, rows read before the failure still count; the others still
@@ -25,7 +24,6 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -39,6 +37,7 @@ use crate::source::http::{Downloader, RetryPolicy, Timeouts};
 use crate::source::open_data::{OpenDataPager, OpenDataQuery};
 use crate::source::spec::{InputSpec, MonthRange, TLC_BASE_URL, expand_input};
 use crate::source::{ReadBatch, SourceError, TripReader, next_batch_guarded, open_file};
+use crate::stage::run_merge::{EventTimeMerge, Origins, SpillError};
 use crate::trip::{Dataset, TripBatch};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
 use crate::window::{GroupBy, WindowConfig, WindowEngine, WindowError, WindowResult};
@@ -188,6 +187,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Spill(#[from] SpillError),
 }
 
 /// What a run did.
@@ -285,18 +286,9 @@ pub struct LocalJob {
     mask: Vec<bool>,
     /// Valid rows of the source being read.
     buffered: Vec<TripBatch>,
-    /// Valid rows of the sources read, in input order, waiting for the merge.
-    read: Vec<Vec<TripBatch>>,
+    /// Valid rows of the sources read, waiting for the merge.
+    merge: EventTimeMerge,
 }
-
-/// Where each row of a merged batch came from, for the dead letters it causes.
-struct Origins<'a> {
-    of_row: &'a [u32],
-    sources: &'a [(Arc<str>, Dataset)],
-}
-
-/// Rows per batch fed to the engine after sorting.
-const SORTED_BATCH: usize = 65_536;
 
 impl LocalJob {
     pub fn new(
@@ -317,7 +309,7 @@ impl LocalJob {
             late: Vec::new(),
             mask: Vec::new(),
             buffered: Vec::new(),
-            read: Vec::new(),
+            merge: EventTimeMerge::default(),
             summary: Summary {
                 event_time_order: true,
                 ..Summary::default()
@@ -361,6 +353,10 @@ impl LocalJob {
             trips.retain(&mask);
             self.mask = mask;
             if !trips.is_empty() {
+                if self.buffered.is_empty() {
+                    // Memory holds one source at a time.
+                    self.merge.spill_last()?;
+                }
                 self.buffered.push(trips);
             }
             return Ok(());
@@ -371,57 +367,18 @@ impl LocalJob {
     }
 
     /// The end of a source: its valid rows join the merge.
-    fn end_source(&mut self) {
-        let batches = std::mem::take(&mut self.buffered);
-        if !batches.is_empty() {
-            self.read.push(batches);
-        }
+    fn end_source(&mut self) -> Result<(), RunError> {
+        let t0 = Instant::now();
+        self.merge.add_source(std::mem::take(&mut self.buffered))?;
+        self.summary.window_elapsed += t0.elapsed();
+        Ok(())
     }
 
     /// Windows the valid rows of every source read by (pickup, source,
     /// file order), the relay's order over completed sources.
     fn window_in_event_time(&mut self) -> Result<(), RunError> {
-        let sources = std::mem::take(&mut self.read);
-        let t0 = Instant::now();
-        let mut order: Vec<(i64, u32, u32, u32)> = sources
-            .iter()
-            .enumerate()
-            .flat_map(|(s, batches)| {
-                batches.iter().enumerate().flat_map(move |(b, batch)| {
-                    batch
-                        .pickup
-                        .iter()
-                        .enumerate()
-                        .map(move |(i, &p)| (p, s as u32, b as u32, i as u32))
-                })
-            })
-            .collect();
-        // Equal pickups: the relay picks the source whose next row landed
-        // first and publishes all of its rows up to the other sources' next
-        // pickup, and within a source rows land in file order.
-        order.sort_unstable();
-        self.summary.window_elapsed += t0.elapsed();
-        let origins: Vec<(Arc<str>, Dataset)> = sources
-            .iter()
-            .filter_map(|batches| batches.first())
-            .map(|b| (b.source.clone(), b.dataset))
-            .collect();
-        let mut of_row = Vec::with_capacity(SORTED_BATCH);
-        for chunk in order.chunks(SORTED_BATCH) {
-            let (source, dataset) = origins[chunk[0].1 as usize].clone();
-            let mut merged = TripBatch::with_capacity(source, dataset, chunk.len());
-            of_row.clear();
-            for &(_, s, b, i) in chunk {
-                merged.push_from(&sources[s as usize][b as usize], i as usize);
-                of_row.push(s);
-            }
-            let origins = Origins {
-                of_row: &of_row,
-                sources: &origins,
-            };
-            self.window(&merged, None, Some(&origins))?;
-        }
-        Ok(())
+        std::mem::take(&mut self.merge)
+            .drain(|batch, origins| self.window(batch, None, Some(origins)))
     }
 
     fn window(
@@ -442,9 +399,9 @@ impl LocalJob {
         for &i in &late {
             let mut trip = trips.row(i);
             if let Some(o) = origins {
-                let (source, dataset) = &o.sources[o.of_row[i] as usize];
+                let (source, dataset) = o.of(i);
                 trip.source.source = source.to_string();
-                trip.dataset = *dataset;
+                trip.dataset = dataset;
             }
             self.dead_letter(&DeadLetter::late(trip, watermark))?;
         }
@@ -510,7 +467,7 @@ impl LocalJob {
             Ok::<_, RunError>(None)
         })?;
         // Rows read before a failure still count, as in file order.
-        self.end_source();
+        self.end_source()?;
         match outcome {
             Some(e) => self.source_failed(&e),
             None => self.summary.sources_ok += 1,
@@ -539,7 +496,7 @@ impl LocalJob {
                 }
             }
         }
-        self.end_source();
+        self.end_source()?;
         bar.finish_and_clear();
         Ok(())
     }
@@ -575,7 +532,7 @@ impl LocalJob {
 
     /// End of input: closes every window, flushes the outputs, returns the summary.
     pub fn finish(mut self) -> Result<Summary, RunError> {
-        self.end_source();
+        self.end_source()?;
         self.window_in_event_time()?;
         let t0 = Instant::now();
         self.engine.flush(&mut self.emitted);
