@@ -311,6 +311,36 @@ impl TripBatch {
         self.trip_type.push(i32n(t.trip_type));
     }
 
+    /// Appends row `i` of `other`, column by column (its row number comes
+    /// along; its source and dataset do not, like [`TripBatch::push`]).
+    pub fn push_from(&mut self, other: &TripBatch, i: usize) {
+        self.row.push(other.row[i]);
+        self.vendor_id.push(other.vendor_id[i]);
+        self.pickup.push(other.pickup[i]);
+        self.dropoff.push(other.dropoff[i]);
+        self.passenger_count.push(other.passenger_count[i]);
+        self.trip_distance.push(other.trip_distance[i]);
+        self.ratecode_id.push(other.ratecode_id[i]);
+        self.store_and_fwd.push(other.store_and_fwd[i]);
+        self.pu_location_id.push(other.pu_location_id[i]);
+        self.do_location_id.push(other.do_location_id[i]);
+        self.payment_type.push(other.payment_type[i]);
+        self.fare_amount.push(other.fare_amount[i]);
+        self.extra.push(other.extra[i]);
+        self.mta_tax.push(other.mta_tax[i]);
+        self.tip_amount.push(other.tip_amount[i]);
+        self.tolls_amount.push(other.tolls_amount[i]);
+        self.improvement_surcharge
+            .push(other.improvement_surcharge[i]);
+        self.total_amount.push(other.total_amount[i]);
+        self.congestion_surcharge
+            .push(other.congestion_surcharge[i]);
+        self.airport_fee.push(other.airport_fee[i]);
+        self.cbd_congestion_fee.push(other.cbd_congestion_fee[i]);
+        self.ehail_fee.push(other.ehail_fee[i]);
+        self.trip_type.push(other.trip_type[i]);
+    }
+
     /// Builds a batch from owned trips that share one source.
     pub fn from_trips(source: Arc<str>, dataset: Dataset, trips: &[Trip]) -> Self {
         let mut batch = Self::with_capacity(source, dataset, trips.len());

@@ -185,17 +185,18 @@ struct Expected {
     windows: BTreeMap<(i64, i64), Totals>,
 }
 
-/// The reference semantics, written out plainly: validity, then the
-/// per-record watermark over valid rows in the order given.
-fn expected(rows: &[Raw], month: Month, size: i64, lateness: i64) -> Expected {
+/// The reference semantics, written out plainly: validity (against the
+/// month of the file each row comes from), then the per-record watermark
+/// over valid rows in the order given.
+fn expected(rows: &[(Raw, Month)], size: i64, lateness: i64) -> Expected {
     let tol = DEFAULT_MONTH_TOLERANCE_DAYS * 86_400 * US;
-    let (lo, hi) = (month.start() - tol, month.next().start() + tol);
     let mut e = Expected {
         rows: rows.len() as u64,
         ..Default::default()
     };
     let mut max_seen: Option<i64> = None;
-    for r in rows {
+    for (r, month) in rows {
+        let (lo, hi) = (month.start() - tol, month.next().start() + tol);
         let (Some(p), Some(d), Some(pu), Some(du), Some(fare), Some(total)) =
             (r.pickup, r.dropoff, r.pu, r.du, r.fare, r.total)
         else {
@@ -258,11 +259,12 @@ fn run_job(
     size_s: u64,
     lateness_s: u64,
 ) -> (Summary, Vec<WindowResult>, Vec<DeadLetter>) {
-    run_job_in(path, size_s, lateness_s, true)
+    run_job_in(&[path], size_s, lateness_s, true)
 }
 
+/// The local job over `paths`, read in the order given.
 fn run_job_in(
-    path: &Path,
+    paths: &[&Path],
     size_s: u64,
     lateness_s: u64,
     event_time_order: bool,
@@ -285,12 +287,14 @@ fn run_job_in(
     if !event_time_order {
         job = job.in_file_order();
     }
-    let name = path.display().to_string();
-    job.read_source(
-        open_file(path, &name, Dataset::Yellow),
-        Month::from_name(&name),
-    )
-    .unwrap();
+    for path in paths {
+        let name = path.display().to_string();
+        job.read_source(
+            open_file(path, &name, Dataset::Yellow),
+            Month::from_name(&name),
+        )
+        .unwrap();
+    }
     let summary = job.finish().unwrap();
     let r = results.borrow().clone();
     let l = letters.borrow().clone();
@@ -303,15 +307,10 @@ fn check_sample(file: &str) {
 
 fn check_sample_at(path: &Path, file: &str) {
     let path = path.to_path_buf();
-    let raw = if file.ends_with(".parquet") {
-        raw_parquet(&path)
-    } else {
-        raw_csv(&path)
-    };
-    let month = Month::from_name(file).unwrap();
+    let raw = raw_rows(&path, file);
     // Pickup order, equal pickups in file order: what the job sorts by.
     let mut by_pickup = raw.clone();
-    by_pickup.sort_by_key(|r| r.pickup);
+    by_pickup.sort_by_key(|(r, _)| r.pickup);
     // The defaults (5-minute windows, 10 minutes of lateness; in file order
     // most rows of these roughly ordered files would be late) and a
     // lateness long enough to window almost everything.
@@ -322,8 +321,8 @@ fn check_sample_at(path: &Path, file: &str) {
         (900, 2 * 86_400, false),
     ] {
         let order = if event_time { &by_pickup } else { &raw };
-        let exp = expected(order, month, size_s as i64 * US, lateness_s as i64 * US);
-        let (summary, results, letters) = run_job_in(&path, size_s, lateness_s, event_time);
+        let exp = expected(order, size_s as i64 * US, lateness_s as i64 * US);
+        let (summary, results, letters) = run_job_in(&[&path], size_s, lateness_s, event_time);
         let ctx = format!(
             "{file} window {size_s}s lateness {lateness_s}s {}",
             if event_time {
@@ -336,88 +335,120 @@ fn check_sample_at(path: &Path, file: &str) {
         if event_time {
             assert_eq!(exp.late, 0, "{ctx}: the reference has late rows");
         }
-        assert!(
-            summary.sources_failed.is_empty(),
-            "{ctx}: {:?}",
-            summary.sources_failed
-        );
-        assert_eq!(summary.rows_read, exp.rows, "{ctx}: rows read");
-        let late = letters.iter().filter(|d| d.reason == Reason::Late).count() as u64;
-        assert_eq!(late, exp.late, "{ctx}: late rows");
-        assert_eq!(
-            letters.len() as u64 - late,
-            exp.invalid,
-            "{ctx}: invalid rows"
-        );
-        // Every row exactly once: windowed, late or rejected.
-        let windowed: u64 = results.iter().map(|r| r.count).sum();
-        assert_eq!(
-            windowed + letters.len() as u64,
-            exp.rows,
-            "{ctx}: rows accounted for"
-        );
-        let mut rows_seen: Vec<u64> = letters.iter().map(|d| d.source.row).collect();
-        rows_seen.sort_unstable();
-        rows_seen.dedup();
-        assert_eq!(
-            rows_seen.len(),
-            letters.len(),
-            "{ctx}: a row was dead-lettered twice"
-        );
-
-        let mut got: BTreeMap<(i64, i64), Totals> = BTreeMap::new();
-        for r in &results {
-            assert_eq!(r.window_end - r.window_start, size_s as i64 * US);
-            let prev = got.insert(
-                (i64::from(r.key), r.window_start),
-                Totals {
-                    count: r.count,
-                    fare: r.sum_fare,
-                    total: r.sum_total,
-                    pax: r.passengers,
-                    max_pax: r.max_passengers.map(i64::from),
-                },
-            );
-            assert!(prev.is_none(), "{ctx}: window emitted twice");
-            let zone = ZoneLookup::embedded().zone(r.key).unwrap();
-            assert_eq!(r.zone.as_deref(), Some(&*zone.name));
-            assert_eq!(r.borough.as_deref(), Some(&*zone.borough));
-        }
-        assert_eq!(
-            got.len(),
-            exp.windows.len(),
-            "{ctx}: number of (zone, window) groups"
-        );
-        for (k, e) in &exp.windows {
-            let g = &got[k];
-            assert_eq!(g.count, e.count, "{ctx}: count {k:?}");
-            assert_eq!(g.pax, e.pax, "{ctx}: passengers {k:?}");
-            assert_eq!(g.max_pax, e.max_pax, "{ctx}: max passengers {k:?}");
-            assert!(
-                (g.fare - e.fare).abs() < 1e-6,
-                "{ctx}: fare {k:?} {} vs {}",
-                g.fare,
-                e.fare
-            );
-            assert!((g.total - e.total).abs() < 1e-6, "{ctx}: total {k:?}");
-        }
-        // Per-zone totals over all windows, the figure a user would check.
-        let per_zone = |m: &BTreeMap<(i64, i64), Totals>| {
-            let mut z: BTreeMap<i64, (u64, f64)> = BTreeMap::new();
-            for ((zone, _), t) in m {
-                let e = z.entry(*zone).or_default();
-                e.0 += t.count;
-                e.1 += t.fare;
-            }
-            z
-        };
-        let (gz, ez) = (per_zone(&got), per_zone(&exp.windows));
-        assert_eq!(gz.keys().collect::<Vec<_>>(), ez.keys().collect::<Vec<_>>());
-        for (z, (c, f)) in &ez {
-            assert_eq!(gz[z].0, *c, "{ctx}: zone {z} count");
-            assert!((gz[z].1 - f).abs() < 1e-6, "{ctx}: zone {z} fare");
-        }
+        assert_matches(&ctx, size_s as i64 * US, &exp, &summary, &results, &letters);
     }
+}
+
+/// The local job's output equals the reference: rows, dead letters, and the
+/// totals of every (zone, window) group and of every zone.
+fn assert_matches(
+    ctx: &str,
+    size: i64,
+    exp: &Expected,
+    summary: &Summary,
+    results: &[WindowResult],
+    letters: &[DeadLetter],
+) {
+    assert!(
+        summary.sources_failed.is_empty(),
+        "{ctx}: {:?}",
+        summary.sources_failed
+    );
+    assert_eq!(summary.rows_read, exp.rows, "{ctx}: rows read");
+    assert_eq!(
+        summary.rows_windowed + summary.dead_letters.total(),
+        summary.rows_read,
+        "{ctx}: rows read = windowed + dead letters"
+    );
+    let late = letters.iter().filter(|d| d.reason == Reason::Late).count() as u64;
+    assert_eq!(late, exp.late, "{ctx}: late rows");
+    assert_eq!(
+        letters.len() as u64 - late,
+        exp.invalid,
+        "{ctx}: invalid rows"
+    );
+    // Every row exactly once: windowed, late or rejected.
+    let windowed: u64 = results.iter().map(|r| r.count).sum();
+    assert_eq!(
+        windowed + letters.len() as u64,
+        exp.rows,
+        "{ctx}: rows accounted for"
+    );
+    let mut rows_seen: Vec<(&str, u64)> = letters
+        .iter()
+        .map(|d| (d.source.source.as_str(), d.source.row))
+        .collect();
+    rows_seen.sort_unstable();
+    rows_seen.dedup();
+    assert_eq!(
+        rows_seen.len(),
+        letters.len(),
+        "{ctx}: a row was dead-lettered twice"
+    );
+
+    let mut got: BTreeMap<(i64, i64), Totals> = BTreeMap::new();
+    for r in results {
+        assert_eq!(r.window_end - r.window_start, size);
+        let prev = got.insert(
+            (i64::from(r.key), r.window_start),
+            Totals {
+                count: r.count,
+                fare: r.sum_fare,
+                total: r.sum_total,
+                pax: r.passengers,
+                max_pax: r.max_passengers.map(i64::from),
+            },
+        );
+        assert!(prev.is_none(), "{ctx}: window emitted twice");
+        let zone = ZoneLookup::embedded().zone(r.key).unwrap();
+        assert_eq!(r.zone.as_deref(), Some(&*zone.name));
+        assert_eq!(r.borough.as_deref(), Some(&*zone.borough));
+    }
+    assert_eq!(
+        got.len(),
+        exp.windows.len(),
+        "{ctx}: number of (zone, window) groups"
+    );
+    for (k, e) in &exp.windows {
+        let g = &got[k];
+        assert_eq!(g.count, e.count, "{ctx}: count {k:?}");
+        assert_eq!(g.pax, e.pax, "{ctx}: passengers {k:?}");
+        assert_eq!(g.max_pax, e.max_pax, "{ctx}: max passengers {k:?}");
+        assert!(
+            (g.fare - e.fare).abs() < 1e-6,
+            "{ctx}: fare {k:?} {} vs {}",
+            g.fare,
+            e.fare
+        );
+        assert!((g.total - e.total).abs() < 1e-6, "{ctx}: total {k:?}");
+    }
+    // Per-zone totals over all windows, the figure a user would check.
+    let per_zone = |m: &BTreeMap<(i64, i64), Totals>| {
+        let mut z: BTreeMap<i64, (u64, f64)> = BTreeMap::new();
+        for ((zone, _), t) in m {
+            let e = z.entry(*zone).or_default();
+            e.0 += t.count;
+            e.1 += t.fare;
+        }
+        z
+    };
+    let (gz, ez) = (per_zone(&got), per_zone(&exp.windows));
+    assert_eq!(gz.keys().collect::<Vec<_>>(), ez.keys().collect::<Vec<_>>());
+    for (z, (c, f)) in &ez {
+        assert_eq!(gz[z].0, *c, "{ctx}: zone {z} count");
+        assert!((gz[z].1 - f).abs() < 1e-6, "{ctx}: zone {z} fare");
+    }
+}
+
+/// The raw rows of a sample, each with the month its file name gives.
+fn raw_rows(path: &Path, file: &str) -> Vec<(Raw, Month)> {
+    let month = Month::from_name(file).unwrap();
+    let raw = if file.ends_with(".parquet") {
+        raw_parquet(path)
+    } else {
+        raw_csv(path)
+    };
+    raw.into_iter().map(|r| (r, month)).collect()
 }
 
 #[test]
@@ -469,11 +500,121 @@ fn green_2020_04_whole_month_loses_no_trip_to_lateness() {
         results.iter().map(|r| r.count).sum::<u64>(),
         35_612 - letters.len() as u64
     );
-    let (file_order, _, _) = run_job_in(&csv, 300, 600, false);
+    let (file_order, _, _) = run_job_in(&[&csv], 300, 600, false);
     assert!(
         file_order.dead_letters.get(Reason::Late) > 20_000,
         "in file order most of the month is late"
     );
+}
+
+/// The groups emitted, by (zone, window start).
+fn keyed(results: &[WindowResult]) -> BTreeMap<(i32, i64), WindowResult> {
+    results
+        .iter()
+        .map(|r| ((r.key, r.window_start), r.clone()))
+        .collect()
+}
+
+/// `run` over several files, given in `orders`, against the reference over
+/// all their rows in pickup order: nothing is late, and every order gives
+/// the same groups.
+fn check_merged(files: &[(PathBuf, String)], orders: &[&[usize]]) {
+    let mut rows: Vec<(Raw, Month)> = files
+        .iter()
+        .flat_map(|(path, name)| raw_rows(path, name))
+        .collect();
+    rows.sort_by_key(|(r, _)| r.pickup);
+    let exp = expected(&rows, 300 * US, 600 * US);
+    assert_eq!(exp.late, 0, "the reference in pickup order has late rows");
+    let mut first: Option<BTreeMap<(i32, i64), WindowResult>> = None;
+    for order in orders {
+        let paths: Vec<&Path> = order.iter().map(|&i| files[i].0.as_path()).collect();
+        let ctx = format!("files in order {order:?}");
+        let (summary, results, letters) = run_job_in(&paths, 300, 600, true);
+        assert_eq!(summary.sources_ok, files.len() as u64, "{ctx}");
+        assert_eq!(summary.dead_letters.get(Reason::Late), 0, "{ctx}: late");
+        assert_matches(&ctx, 300 * US, &exp, &summary, &results, &letters);
+        let got = keyed(&results);
+        match &first {
+            Some(f) => assert!(f == &got, "{ctx}: groups differ from the first order"),
+            None => first = Some(got),
+        }
+    }
+}
+
+/// Two real months, given in either order: `run` merges them by pickup, as
+/// the relay merges completed sources, so neither makes the other late.
+#[test]
+fn two_real_months_in_either_order_merge_by_pickup() {
+    let files: Vec<(PathBuf, String)> = [
+        "yellow_tripdata_2025-01_head.parquet",
+        "yellow_tripdata_2025-02_sample.parquet",
+    ]
+    .iter()
+    .map(|f| (shared_data().join(f), f.to_string()))
+    .collect();
+    check_merged(&files, &[&[0, 1], &[1, 0]]);
+    // Windowing one file after the other, the later month given first
+    // makes the earlier one late.
+    let (one_by_one, _, _) = run_job_in(&[&files[1].0, &files[0].0], 300, 600, false);
+    assert!(one_by_one.dead_letters.get(Reason::Late) > 500);
+}
+
+/// A month whose file also holds pickups of the next month, at its end as
+/// TLC tails do: the next month's file, read after it, loses nothing.
+/// The rows are the real 2020-01 head and tail, and a copy of them moved a
+/// month on, whose latest 20 pickups are in the January file.
+#[test]
+fn a_file_with_pickups_of_the_next_month_makes_nothing_late() {
+    let text =
+        std::fs::read_to_string(shared_data().join("yellow_tripdata_2020-01_head.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let jan: Vec<&str> = lines.collect();
+    let month_on = |field: &str| {
+        NaiveDateTime::parse_from_str(field, "%Y-%m-%d %H:%M:%S")
+            .unwrap()
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap()
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let mut feb: Vec<(String, String)> = jan
+        .iter()
+        .map(|line| {
+            let mut f: Vec<String> = line.split(',').map(str::to_string).collect();
+            f[1] = month_on(&f[1]);
+            f[2] = month_on(&f[2]);
+            (f[1].clone(), f.join(","))
+        })
+        .collect();
+    feb.sort();
+    let strays = feb.split_off(feb.len() - 20);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, rows: Vec<&str>| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+        (path, name.to_string())
+    };
+    let files = [
+        write(
+            "yellow_tripdata_2020-01.csv",
+            jan.iter()
+                .copied()
+                .chain(strays.iter().map(|(_, l)| l.as_str()))
+                .collect(),
+        ),
+        // The February file in pickup order, so only the strays can be late.
+        write(
+            "yellow_tripdata_2020-02.csv",
+            feb.iter().map(|(_, l)| l.as_str()).collect(),
+        ),
+    ];
+    check_merged(&files, &[&[0, 1], &[1, 0]]);
+    // Windowing one file after the other, January's strays at the end of
+    // February make the February file late.
+    let (one_by_one, _, _) = run_job_in(&[&files[0].0, &files[1].0], 300, 600, false);
+    assert!(one_by_one.dead_letters.get(Reason::Late) > 500);
 }
 
 #[test]

@@ -12,3 +12,4 @@ pub mod sink;
 
 // The embedded default job (issue 3): read → validate → window in one process.
 pub mod run_local;
+pub mod run_merge;

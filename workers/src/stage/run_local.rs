@@ -1,19 +1,25 @@
 //! `taxistream-worker run`: the embedded default job. Reads trips, validates
 //! them and windows them in one process, with no external service.
 //!
-//! read ([`crate::source`]) → validate ([`crate::validate`]) → sort by
+//! read ([`crate::source`]) → validate ([`crate::validate`]) → merge by
 //! pickup → window ([`crate::window`]) → write ([`crate::output`]); bad,
 //! unparsable and late records go to the dead-letter file.
 //!
-//! A file is history, not a live feed, so by default each source is windowed
-//! in event-time order: its valid rows are kept in memory (a month of yellow
-//! trips is a few hundred MB in columns) and sorted by pickup, rows with the
-//! same pickup staying in file order. That is the order the relay publishes a
-//! landed source in, so `run` and the pipeline compute the same windows, and
-//! TLC files, which come in rough hour blocks with an unsorted tail, lose no
-//! trip to lateness. `--file-order` windows rows as the file lists them. A source that fails (missing,
-//! truncated, corrupt, wrong layout) is reported and skipped; the others
-//! still run, and the exit code says that something failed.
+//! Files are history, not a live feed, so by default every source is read
+//! first and the valid rows of all of them are windowed in one event-time
+//! order: by pickup, equal pickups in source order, then in file order. That
+//! is the order in which the relay publishes completed sources (it merges
+//! them by (pickup, landing id), and ingest lands the inputs one after the
+//! other), so `run` over several files and the pipeline over the same
+//! sources compute the same windows, whatever order the files are given in
+//! and whichever file holds a pickup. Nothing trails the watermark in that
+//! order, so TLC files, which come in rough hour blocks with an unsorted tail
+//! and stray pickups of neighbouring months, lose no trip to lateness.
+//! Memory holds one source at a time ([`crate::stage::run_merge`]).
+//! `--file-order` windows rows as the files list them, as they are read. A
+//! source that fails (missing, truncated, corrupt, wrong layout) is reported
+//! and skipped, rows read before the failure still count; the others still
+//! run, and the exit code says that something failed.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -31,6 +37,7 @@ use crate::source::http::{Downloader, RetryPolicy, Timeouts};
 use crate::source::open_data::{OpenDataPager, OpenDataQuery};
 use crate::source::spec::{InputSpec, MonthRange, TLC_BASE_URL, expand_input};
 use crate::source::{ReadBatch, SourceError, TripReader, next_batch_guarded, open_file};
+use crate::stage::run_merge::{EventTimeMerge, Origins, SpillError};
 use crate::trip::{Dataset, TripBatch};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
 use crate::window::{GroupBy, WindowConfig, WindowEngine, WindowError, WindowResult};
@@ -115,8 +122,8 @@ pub struct RunArgs {
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
-    /// Window rows in the order the file lists them (the watermark follows
-    /// the newest pickup seen) instead of sorting each source by pickup.
+    /// Window rows in the order the files list them (the watermark follows
+    /// the newest pickup seen) instead of merging all sources by pickup.
     #[arg(long)]
     pub file_order: bool,
 }
@@ -180,6 +187,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Spill(#[from] SpillError),
 }
 
 /// What a run did.
@@ -203,7 +212,7 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Time spent in the window engine alone.
     pub window_elapsed: Duration,
-    /// Each source was sorted by pickup before windowing (the default).
+    /// All sources were merged by pickup before windowing (the default).
     pub event_time_order: bool,
 }
 
@@ -275,12 +284,11 @@ pub struct LocalJob {
     emitted: Vec<WindowResult>,
     late: Vec<usize>,
     mask: Vec<bool>,
-    /// Valid rows of the current source, waiting to be sorted by pickup.
+    /// Valid rows of the source being read.
     buffered: Vec<TripBatch>,
+    /// Valid rows of the sources read, waiting for the merge.
+    merge: EventTimeMerge,
 }
-
-/// Rows per batch fed to the engine after sorting.
-const SORTED_BATCH: usize = 65_536;
 
 impl LocalJob {
     pub fn new(
@@ -301,6 +309,7 @@ impl LocalJob {
             late: Vec::new(),
             mask: Vec::new(),
             buffered: Vec::new(),
+            merge: EventTimeMerge::default(),
             summary: Summary {
                 event_time_order: true,
                 ..Summary::default()
@@ -308,8 +317,8 @@ impl LocalJob {
         }
     }
 
-    /// Windows rows in the order the sources list them instead of sorting
-    /// each source by pickup first.
+    /// Windows rows in the order the sources list them, as they are read,
+    /// instead of merging all sources by pickup at the end.
     pub fn in_file_order(mut self) -> Self {
         self.summary.event_time_order = false;
         self
@@ -323,8 +332,8 @@ impl LocalJob {
         })
     }
 
-    /// Validates one batch and windows it, or keeps its valid rows for
-    /// [`LocalJob::end_source`] in event-time order.
+    /// Validates one batch and windows it, or keeps its valid rows for the
+    /// event-time merge in [`LocalJob::finish`].
     pub fn process(&mut self, batch: ReadBatch, validator: &mut Validator) -> Result<(), RunError> {
         self.summary.rows_read += (batch.trips.len() + batch.rejects.len()) as u64;
         for d in &batch.rejects {
@@ -344,49 +353,40 @@ impl LocalJob {
             trips.retain(&mask);
             self.mask = mask;
             if !trips.is_empty() {
+                if self.buffered.is_empty() {
+                    // Memory holds one source at a time.
+                    self.merge.spill_last()?;
+                }
                 self.buffered.push(trips);
             }
             return Ok(());
         }
-        let result = self.window(&trips, Some(&mask));
+        let result = self.window(&trips, Some(&mask), None);
         self.mask = mask;
         result
     }
 
-    /// The end of a source: windows its buffered rows by pickup.
-    pub fn end_source(&mut self) -> Result<(), RunError> {
-        let batches = std::mem::take(&mut self.buffered);
-        let Some(first) = batches.first() else {
-            return Ok(());
-        };
+    /// The end of a source: its valid rows join the merge.
+    fn end_source(&mut self) -> Result<(), RunError> {
         let t0 = Instant::now();
-        let mut order: Vec<(i64, u32, u32)> = batches
-            .iter()
-            .enumerate()
-            .flat_map(|(b, batch)| {
-                batch
-                    .pickup
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, &p)| (p, b as u32, i as u32))
-            })
-            .collect();
-        // (pickup, batch, row): equal pickups keep file order, as the relay's
-        // (pickup, landing id) order does.
-        order.sort_unstable();
-        let (source, dataset) = (first.source.clone(), first.dataset);
+        self.merge.add_source(std::mem::take(&mut self.buffered))?;
         self.summary.window_elapsed += t0.elapsed();
-        for chunk in order.chunks(SORTED_BATCH) {
-            let mut sorted = TripBatch::with_capacity(source.clone(), dataset, chunk.len());
-            for &(_, b, i) in chunk {
-                sorted.push(&batches[b as usize].row(i as usize));
-            }
-            self.window(&sorted, None)?;
-        }
         Ok(())
     }
 
-    fn window(&mut self, trips: &TripBatch, mask: Option<&[bool]>) -> Result<(), RunError> {
+    /// Windows the valid rows of every source read by (pickup, source,
+    /// file order), the relay's order over completed sources.
+    fn window_in_event_time(&mut self) -> Result<(), RunError> {
+        std::mem::take(&mut self.merge)
+            .drain(|batch, origins| self.window(batch, None, Some(origins)))
+    }
+
+    fn window(
+        &mut self,
+        trips: &TripBatch,
+        mask: Option<&[bool]>,
+        origins: Option<&Origins<'_>>,
+    ) -> Result<(), RunError> {
         let t0 = Instant::now();
         self.late.clear();
         self.engine
@@ -397,7 +397,13 @@ impl LocalJob {
         let watermark = self.engine.watermark();
         let late = std::mem::take(&mut self.late);
         for &i in &late {
-            self.dead_letter(&DeadLetter::late(trips.row(i), watermark))?;
+            let mut trip = trips.row(i);
+            if let Some(o) = origins {
+                let (source, dataset) = o.of(i);
+                trip.source.source = source.to_string();
+                trip.dataset = dataset;
+            }
+            self.dead_letter(&DeadLetter::late(trip, watermark))?;
         }
         self.late = late;
         self.write_emitted()
@@ -527,6 +533,7 @@ impl LocalJob {
     /// End of input: closes every window, flushes the outputs, returns the summary.
     pub fn finish(mut self) -> Result<Summary, RunError> {
         self.end_source()?;
+        self.window_in_event_time()?;
         let t0 = Instant::now();
         self.engine.flush(&mut self.emitted);
         self.summary.window_elapsed += t0.elapsed();
