@@ -162,7 +162,10 @@ fn dead_letters_are_written_and_a_failed_source_sets_the_exit_code() {
         stderr.contains("input order                 event time"),
         "{stderr}"
     );
-    assert!(!stderr.contains("late"), "{stderr}");
+    assert!(
+        stderr.contains("late (dead-lettered)                 0"),
+        "{stderr}"
+    );
 }
 
 #[test]

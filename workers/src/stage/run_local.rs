@@ -30,7 +30,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{error, info, warn};
 
 use crate::dead_letter::{
-    DeadLetter, DeadLetterCounts, DeadLetterSink, DiscardDeadLetters, JsonLinesDeadLetters,
+    DeadLetter, DeadLetterCounts, DeadLetterSink, DiscardDeadLetters, JsonLinesDeadLetters, Reason,
 };
 use crate::output::{self, Format, OutputError, ResultWriter};
 use crate::source::http::{Downloader, RetryPolicy, Timeouts};
@@ -236,6 +236,12 @@ impl Summary {
         line("rows windowed", self.rows_windowed.to_string());
         line("refunds flagged (kept)", self.refunds.to_string());
         line("windows emitted", self.windows_emitted.to_string());
+        // Always shown: trips lost to lateness are the first thing to check
+        // when a month's totals look low.
+        line(
+            "late (dead-lettered)",
+            self.dead_letters.get(Reason::Late).to_string(),
+        );
         if self.late_window_assignments > 0 {
             line(
                 "closed-window skips",
