@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::error::backoff;
+use crate::events::Publisher;
 use crate::metrics::Metrics;
 
 /// The one field manager of every server-side apply the operator makes.
@@ -25,12 +26,14 @@ pub const DELETE_GIVE_UP: k8s_openapi::jiff::SignedDuration =
 pub struct Settings {
     /// Worker image used when a pipeline sets no `spec.image`.
     pub worker_image: String,
+    /// This replica's identity (`--identity`): the Events' reporting instance.
+    pub identity: String,
 }
 
 /// Handed to every reconcile and error policy.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub events: Publisher,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     /// Consecutive failures per object, for exponential requeue backoff.
@@ -39,12 +42,8 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: Settings) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.to_owned(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::new(client.clone(), FIELD_MANAGER, &settings.identity),
             client,
             metrics,
             settings,
@@ -62,14 +61,11 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: action.to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
+        if let Err(error) = self
+            .events
+            .publish(regarding, type_, reason, action, note)
+            .await
+        {
             tracing::warn!(%error, reason, "could not publish event");
         }
     }

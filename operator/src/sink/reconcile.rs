@@ -13,11 +13,12 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use taxistream_crds::conditions::{self, DEGRADED, READY, new_condition, set_condition};
+use taxistream_crds::conditions::{DEGRADED, READY, new_condition, set_condition};
 use taxistream_crds::{CassandraSink, CassandraSinkStatus, DeletionPolicy};
 
 use super::schema::{self, SCHEMA_VERSION};
 use super::session::{self, connect};
+use crate::conditions::{degraded_unchecked, publish_transitions};
 use crate::context::{Context, DELETE_GIVE_UP, FIELD_MANAGER};
 use crate::error::{Error, Result};
 
@@ -157,27 +158,26 @@ pub fn sink_status(
         }
     };
     set_condition(&mut status.conditions, ready);
-    if error.is_none() {
-        let degraded = match problem {
-            Some(p) => new_condition(
-                DEGRADED,
-                true,
-                "ClusteringOrderMismatch",
-                p.to_owned(),
-                generation,
-                now,
-            ),
-            None => new_condition(
-                DEGRADED,
-                false,
-                "AsExpected",
-                "the schema matches the spec",
-                generation,
-                now,
-            ),
-        };
-        set_condition(&mut status.conditions, degraded);
-    }
+    let degraded = match (error, problem) {
+        (Some(_), _) => degraded_unchecked(&format!("table {table}"), generation, now),
+        (None, Some(p)) => new_condition(
+            DEGRADED,
+            true,
+            "ClusteringOrderMismatch",
+            p.to_owned(),
+            generation,
+            now,
+        ),
+        (None, None) => new_condition(
+            DEGRADED,
+            false,
+            "AsExpected",
+            "the schema matches the spec",
+            generation,
+            now,
+        ),
+    };
+    set_condition(&mut status.conditions, degraded);
     status
 }
 
@@ -228,23 +228,7 @@ async fn apply(sink: &CassandraSink, ctx: &Context) -> Result<Action> {
         Err(e) => (sink_status(sink, None, Some(&e), now), Err(e)),
     };
     patch_status(ctx, sink, &status).await?;
-    for c in &status.conditions {
-        let before = conditions::find(&old, &c.type_);
-        if before.is_some_and(|o| o.status == c.status && o.reason == c.reason) {
-            continue;
-        }
-        let bad = (c.type_ == DEGRADED) == (c.status == conditions::TRUE);
-        if !bad && before.is_none() && c.type_ == DEGRADED {
-            continue;
-        }
-        let type_ = if bad {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.event(&regarding, type_, &c.reason, "Reconcile", c.message.clone())
-            .await;
-    }
+    publish_transitions(ctx, &regarding, &old, &status.conditions).await;
     result
 }
 
@@ -301,6 +285,25 @@ async fn cleanup(sink: &CassandraSink, ctx: &Context) -> Result<Action> {
             .await;
             Ok(Action::await_change())
         }
+        // No schema was ever recorded as applied, so nothing of ours exists
+        // to drop and the object need not wait for the give-up interval.
+        Err(error)
+            if sink
+                .status
+                .as_ref()
+                .and_then(|s| s.schema_version)
+                .is_none() =>
+        {
+            ctx.event(
+                &regarding,
+                EventType::Normal,
+                "SchemaNeverCreated",
+                "Delete",
+                format!("table {table} was never created by the operator, so nothing is dropped: {error}"),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
         Err(error) if deleting_for > DELETE_GIVE_UP => {
             ctx.event(
                 &regarding,
@@ -313,5 +316,34 @@ async fn cleanup(sink: &CassandraSink, ctx: &Context) -> Result<Action> {
             Ok(Action::await_change())
         }
         Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taxistream_crds::conditions;
+
+    #[test]
+    fn a_failed_pass_does_not_leave_an_old_degraded_verdict_standing() {
+        let mut sink: CassandraSink = serde_json::from_value(json!({
+            "apiVersion": "taxistream.dev/v1alpha1", "kind": "CassandraSink",
+            "metadata": {"name": "results", "namespace": "taxi", "generation": 1},
+            "spec": {"contactPoints": ["127.0.0.1"], "keyspace": {"name": "ks"}}
+        }))
+        .unwrap();
+        let then = Time(crate::context::now());
+        let mismatch = sink_status(&sink, Some("orders ASC"), None, then.clone());
+        sink.status = Some(mismatch);
+        sink.metadata.generation = Some(2);
+        let error = Error::Cassandra {
+            keyspace: "ks".into(),
+            message: "unreachable".into(),
+        };
+        let status = sink_status(&sink, None, Some(&error), then);
+        let degraded = conditions::find(&status.conditions, DEGRADED).unwrap();
+        assert_eq!(degraded.status, conditions::UNKNOWN);
+        assert_eq!(degraded.reason, crate::conditions::UNCHECKED);
+        assert_eq!(degraded.observed_generation, Some(2));
     }
 }

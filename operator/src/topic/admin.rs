@@ -65,6 +65,23 @@ pub async fn client_config(
     Ok(config)
 }
 
+/// What the KafkaTopic controller does to its topic on a broker; the
+/// AdminClient below in production, a scripted broker in the flow tests.
+pub(crate) trait TopicBroker {
+    /// The topic as the broker sees it, or `None` when it does not exist.
+    async fn describe(&self) -> Result<Option<BrokerTopic>>;
+    /// Creates the topic; `false` when it already existed.
+    async fn create(
+        &self,
+        partitions: i32,
+        replication_factor: i32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<bool>;
+    async fn grow(&self, partitions: i32) -> Result<()>;
+    async fn set_config(&self, config: &BTreeMap<String, String>) -> Result<()>;
+    async fn delete(&self) -> Result<()>;
+}
+
 /// An AdminClient bound to one topic name, for error context.
 pub struct TopicAdmin {
     admin: Arc<AdminClient<DefaultClientContext>>,
@@ -103,8 +120,34 @@ impl TopicAdmin {
             .operation_timeout(Some(TIMEOUT))
     }
 
+    /// Topic-level overrides, or `None` when the broker described nothing.
+    async fn describe_config(&self) -> Result<Option<BTreeMap<String, String>>> {
+        let results = self
+            .admin
+            .describe_configs([&ResourceSpecifier::Topic(&self.topic)], &Self::options())
+            .await
+            .map_err(|e| self.kafka(e))?;
+        let Some(result) = results.into_iter().next() else {
+            return Ok(None);
+        };
+        let resource = result.map_err(|code| self.refused("DescribeConfigs", code))?;
+        if resource.entries.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            resource
+                .entries
+                .into_iter()
+                .filter(|e| e.source == ConfigSource::DynamicTopic)
+                .filter_map(|e| e.value.map(|v| (e.name, v)))
+                .collect(),
+        ))
+    }
+}
+
+impl TopicBroker for TopicAdmin {
     /// The topic as the broker sees it, or `None` when it does not exist.
-    pub async fn describe(&self) -> Result<Option<BrokerTopic>> {
+    async fn describe(&self) -> Result<Option<BrokerTopic>> {
         let admin = self.admin.clone();
         // Metadata of all topics: asking for one by name could auto-create it
         // on brokers with auto.create.topics.enable.
@@ -139,36 +182,12 @@ impl TopicAdmin {
         }))
     }
 
-    /// Topic-level overrides, or `None` when the broker described nothing.
-    async fn describe_config(&self) -> Result<Option<BTreeMap<String, String>>> {
-        let results = self
-            .admin
-            .describe_configs([&ResourceSpecifier::Topic(&self.topic)], &Self::options())
-            .await
-            .map_err(|e| self.kafka(e))?;
-        let Some(result) = results.into_iter().next() else {
-            return Ok(None);
-        };
-        let resource = result.map_err(|code| self.refused("DescribeConfigs", code))?;
-        if resource.entries.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            resource
-                .entries
-                .into_iter()
-                .filter(|e| e.source == ConfigSource::DynamicTopic)
-                .filter_map(|e| e.value.map(|v| (e.name, v)))
-                .collect(),
-        ))
-    }
-
-    pub async fn create(
+    async fn create(
         &self,
         partitions: i32,
         replication_factor: i32,
         config: &BTreeMap<String, String>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut new = NewTopic::new(
             &self.topic,
             partitions,
@@ -182,16 +201,18 @@ impl TopicAdmin {
             .create_topics([&new], &Self::options())
             .await
             .map_err(|e| self.kafka(e))?;
+        let mut created = true;
         for r in results {
             match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => created = false,
                 Err((_, code)) => return Err(self.refused("CreateTopics", code)),
             }
         }
-        Ok(())
+        Ok(created)
     }
 
-    pub async fn grow(&self, partitions: i32) -> Result<()> {
+    async fn grow(&self, partitions: i32) -> Result<()> {
         let count = usize::try_from(partitions).unwrap_or(0);
         let results = self
             .admin
@@ -208,7 +229,7 @@ impl TopicAdmin {
 
     /// Sets the topic's overrides to exactly `config` (AlterConfigs replaces
     /// the whole set, so keys not in `config` return to the broker default).
-    pub async fn set_config(&self, config: &BTreeMap<String, String>) -> Result<()> {
+    async fn set_config(&self, config: &BTreeMap<String, String>) -> Result<()> {
         let mut alter = AlterConfig::new(ResourceSpecifier::Topic(&self.topic));
         for (k, v) in config {
             alter = alter.set(k, v);
@@ -226,7 +247,7 @@ impl TopicAdmin {
         Ok(())
     }
 
-    pub async fn delete(&self) -> Result<()> {
+    async fn delete(&self) -> Result<()> {
         let results = self
             .admin
             .delete_topics(&[&self.topic], &Self::options())

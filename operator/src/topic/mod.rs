@@ -33,3 +33,5 @@ pub async fn run(
 
 #[cfg(test)]
 mod broker_tests;
+#[cfg(test)]
+mod flow_tests;

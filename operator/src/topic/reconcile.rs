@@ -15,8 +15,9 @@ use serde_json::json;
 use taxistream_crds::conditions::{self, DEGRADED, READY, new_condition, set_condition};
 use taxistream_crds::{DeletionPolicy, KafkaTopic, KafkaTopicStatus};
 
-use super::admin::{TopicAdmin, client_config};
+use super::admin::{TopicAdmin, TopicBroker, client_config};
 use super::plan::{BrokerTopic, Plan, Step, plan};
+use crate::conditions::{TOPIC_CREATING, degraded_unchecked, publish_transitions};
 use crate::context::{Context, DELETE_GIVE_UP, FIELD_MANAGER};
 use crate::error::{Error, Result};
 
@@ -60,7 +61,18 @@ struct Outcome {
     plan: Plan,
     /// One sentence per change made, for Events.
     changes: Vec<(&'static str, String)>,
+    /// A create succeeded (or found the topic already there) but the
+    /// brokers' metadata does not show it yet: progress, not a missing topic.
+    creating: bool,
 }
+
+/// How often, and how far apart, the topic is described again after a
+/// change until the broker's metadata reflects it: Apache Kafka answers
+/// CreateTopics and CreatePartitions before every broker's metadata caught up.
+const SETTLE_READS: u32 = 10;
+const SETTLE_INTERVAL: Duration = Duration::from_millis(500);
+/// Requeue after a pass whose change the broker did not show yet.
+const PROGRESS_RECHECK: Duration = Duration::from_secs(2);
 
 async fn admin_for(topic: &KafkaTopic, ctx: &Context) -> Result<TopicAdmin> {
     let namespace = topic.namespace().unwrap_or_default();
@@ -68,19 +80,24 @@ async fn admin_for(topic: &KafkaTopic, ctx: &Context) -> Result<TopicAdmin> {
     TopicAdmin::new(&config, topic.topic_name())
 }
 
-async fn sync(topic: &KafkaTopic, ctx: &Context) -> Result<Outcome> {
+async fn sync<B: TopicBroker>(topic: &KafkaTopic, ctx: &Context, admin: &B) -> Result<Outcome> {
     let name = topic.topic_name().to_owned();
     let spec = &topic.spec;
-    let admin = admin_for(topic, ctx).await?;
     let broker = admin.describe().await?;
     let plan = plan(&name, spec, broker.as_ref());
     let mut changes = Vec::new();
+    let mut created = false;
     for step in &plan.steps {
         match step {
             Step::Create => {
-                admin
+                created = true;
+                if !admin
                     .create(spec.partitions, spec.replication_factor, &spec.config)
-                    .await?;
+                    .await?
+                {
+                    // Created by an earlier pass whose metadata read came too early.
+                    continue;
+                }
                 changes.push((
                     "TopicCreated",
                     format!(
@@ -107,12 +124,30 @@ async fn sync(topic: &KafkaTopic, ctx: &Context) -> Result<Outcome> {
         }
         ctx.metrics.write(CONTROLLER);
     }
-    let broker = if changes.is_empty() {
-        broker
-    } else {
-        admin.describe().await?
-    };
+    if plan.steps.is_empty() {
+        return Ok(Outcome {
+            broker,
+            plan,
+            changes,
+            creating: false,
+        });
+    }
+    // Read again until the broker shows what was done (nothing left to do),
+    // or give up for this pass and look again soon.
+    let mut broker = admin.describe().await?;
+    for _ in 1..SETTLE_READS {
+        if super::plan::plan(&name, spec, broker.as_ref())
+            .steps
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(SETTLE_INTERVAL).await;
+        broker = admin.describe().await?;
+    }
+    let plan = super::plan::plan(&name, spec, broker.as_ref());
     Ok(Outcome {
+        creating: created && broker.is_none(),
         broker,
         plan,
         changes,
@@ -124,6 +159,7 @@ pub fn synced_status(
     topic: &KafkaTopic,
     broker: Option<&BrokerTopic>,
     problems: &[(&'static str, String)],
+    creating: bool,
     now: Time,
 ) -> KafkaTopicStatus {
     let generation = topic.metadata.generation;
@@ -135,6 +171,14 @@ pub fn synced_status(
     status.replication_factor = broker.map(|b| b.replication_factor);
     status.config = broker.and_then(|b| b.config.clone()).unwrap_or_default();
     let ready = match (broker, problems.first()) {
+        (None, _) if creating => new_condition(
+            READY,
+            false,
+            TOPIC_CREATING,
+            format!("topic {name} was created; waiting for the brokers' metadata to show it"),
+            generation,
+            now.clone(),
+        ),
         (None, _) => new_condition(
             READY,
             false,
@@ -209,6 +253,14 @@ pub fn failed_status(topic: &KafkaTopic, error: &Error, now: Time) -> KafkaTopic
             reason,
             error.to_string(),
             topic.metadata.generation,
+            now.clone(),
+        ),
+    );
+    set_condition(
+        &mut status.conditions,
+        degraded_unchecked(
+            &format!("topic {}", topic.topic_name()),
+            topic.metadata.generation,
             now,
         ),
     );
@@ -237,59 +289,67 @@ async fn patch_status(ctx: &Context, topic: &KafkaTopic, status: &KafkaTopicStat
 }
 
 async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action> {
-    let now = Time(crate::context::now());
-    let regarding = topic.object_ref(&());
-    let old = topic
-        .status
-        .as_ref()
-        .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    match sync(topic, ctx).await {
-        Ok(outcome) => {
-            let status = synced_status(topic, outcome.broker.as_ref(), &outcome.plan.problems, now);
-            patch_status(ctx, topic, &status).await?;
-            for (reason, note) in outcome.changes {
-                ctx.event(&regarding, EventType::Normal, reason, "Reconcile", note)
-                    .await;
-            }
-            publish_transitions(ctx, topic, &old, &status.conditions).await;
-            Ok(Action::requeue(RESYNC))
-        }
-        Err(error) => {
-            let status = failed_status(topic, &error, now);
-            patch_status(ctx, topic, &status).await?;
-            publish_transitions(ctx, topic, &old, &status.conditions).await;
-            Err(error)
-        }
+    match admin_for(topic, ctx).await {
+        Ok(admin) => apply_with(topic, ctx, &admin).await,
+        Err(error) => failed(topic, ctx, error).await,
     }
 }
 
-/// Warning Events when Ready turns false or Degraded true; Normal when they recover.
-async fn publish_transitions(
-    ctx: &Context,
+/// One pass against `admin`: sync, status, Events, and the next look.
+pub(crate) async fn apply_with<B: TopicBroker>(
     topic: &KafkaTopic,
-    old: &[conditions::Condition],
-    new: &[conditions::Condition],
-) {
+    ctx: &Context,
+    admin: &B,
+) -> Result<Action> {
+    let outcome = match sync(topic, ctx, admin).await {
+        Ok(outcome) => outcome,
+        Err(error) => return failed(topic, ctx, error).await,
+    };
+    let now = Time(crate::context::now());
     let regarding = topic.object_ref(&());
-    for c in new {
-        let before = conditions::find(old, &c.type_);
-        if before.is_some_and(|o| o.status == c.status && o.reason == c.reason) {
-            continue;
-        }
-        let bad = (c.type_ == DEGRADED) == (c.status == conditions::TRUE);
-        let first_ok = before.is_none() && !bad;
-        if first_ok && c.type_ == DEGRADED {
-            continue;
-        }
-        let type_ = if bad {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.event(&regarding, type_, &c.reason, "Reconcile", c.message.clone())
+    let old = conditions_of(topic);
+    let status = synced_status(
+        topic,
+        outcome.broker.as_ref(),
+        &outcome.plan.problems,
+        outcome.creating,
+        now,
+    );
+    patch_status(ctx, topic, &status).await?;
+    for (reason, note) in outcome.changes {
+        ctx.event(&regarding, EventType::Normal, reason, "Reconcile", note)
             .await;
     }
+    publish_transitions(ctx, &regarding, &old, &status.conditions).await;
+    // A change the broker does not show yet is looked at again soon, not
+    // at the next resync.
+    if outcome.creating || !outcome.plan.steps.is_empty() {
+        Ok(Action::requeue(PROGRESS_RECHECK))
+    } else {
+        Ok(Action::requeue(RESYNC))
+    }
+}
+
+fn conditions_of(topic: &KafkaTopic) -> Vec<conditions::Condition> {
+    topic
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default()
+}
+
+/// Records a failed pass in the status and returns the error for backoff.
+async fn failed(topic: &KafkaTopic, ctx: &Context, error: Error) -> Result<Action> {
+    let status = failed_status(topic, &error, Time(crate::context::now()));
+    patch_status(ctx, topic, &status).await?;
+    publish_transitions(
+        ctx,
+        &topic.object_ref(&()),
+        &conditions_of(topic),
+        &status.conditions,
+    )
+    .await;
+    Err(error)
 }
 
 async fn cleanup(topic: &KafkaTopic, ctx: &Context) -> Result<Action> {
@@ -326,6 +386,22 @@ async fn cleanup(topic: &KafkaTopic, ctx: &Context) -> Result<Action> {
                 "TopicDeleted",
                 "Delete",
                 format!("deleted topic {name} from the broker"),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        // The broker never showed the topic to this operator (no partition
+        // count was ever recorded), so there is nothing of ours to delete
+        // and no reason to hold the object for the give-up interval.
+        Err(error) if topic.status.as_ref().and_then(|s| s.partitions).is_none() => {
+            ctx.event(
+                &regarding,
+                EventType::Normal,
+                "TopicNeverCreated",
+                "Delete",
+                format!(
+                    "topic {name} was never seen on the broker, so nothing is deleted: {error}"
+                ),
             )
             .await;
             Ok(Action::await_change())

@@ -62,7 +62,9 @@ pub struct ResolvedTopics {
     pub trips: String,
     pub aggregates: String,
     pub dead_letters: String,
-    /// Partitions of the trips topic: the most aggregate consumers that do work.
+    /// Partitions of the trips topic the relay keys onto (the count pinned
+    /// in `status.tripsPartitions`, else the topic's): the most aggregate
+    /// consumers that do work.
     pub trips_partitions: i32,
     /// Partitions of the aggregates topic: the most sink consumers that do work.
     pub aggregates_partitions: i32,
@@ -94,8 +96,14 @@ impl<'a> Inputs<'a> {
         let namespace = pipeline.metadata.namespace.clone().ok_or_else(|| {
             Error::MissingField(format!("TaxiPipeline {name}"), "metadata.namespace")
         })?;
+        // blockOwnerDeletion: foreground deletion of the pipeline waits for
+        // its children, and the API server checks `taxipipelines/finalizers`.
         let owner = pipeline
             .controller_owner_ref(&())
+            .map(|owner| OwnerReference {
+                block_owner_deletion: Some(true),
+                ..owner
+            })
             .ok_or_else(|| Error::MissingField(format!("TaxiPipeline {name}"), "metadata.uid"))?;
         Ok(Self {
             image: pipeline
