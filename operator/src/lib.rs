@@ -7,6 +7,7 @@
 
 pub mod conditions;
 pub mod context;
+pub mod controller;
 pub mod error;
 pub mod events;
 pub mod leader;

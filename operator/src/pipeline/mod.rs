@@ -7,14 +7,24 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use futures::{Future, StreamExt};
+use futures::Future;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
-use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline};
+use kube::runtime::watcher;
+use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline, TaxiPipelineStatus};
 
 use crate::api_for;
 use crate::context::Context;
+use crate::controller::{self, Reconciled};
+
+impl Reconciled for TaxiPipeline {
+    const CONTROLLER: &'static str = "pipeline";
+    const FINALIZER: &'static str = reconcile::FINALIZER;
+    type Status = TaxiPipelineStatus;
+    fn status(&self) -> Option<&TaxiPipelineStatus> {
+        self.status.as_ref()
+    }
+}
 
 /// Runs the controller until `shutdown` resolves. Reconciles on changes to
 /// pipelines, to the Deployments they own, and to the KafkaTopics and
@@ -26,10 +36,7 @@ pub async fn run(
 ) {
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
-    let controller = Controller::new(
-        api_for::<TaxiPipeline>(&client, ns),
-        watcher::Config::default(),
-    );
+    let controller = controller::controller(api_for::<TaxiPipeline>(&client, ns));
     let store = controller.store();
     let topic_store = store.clone();
     let owned = watcher::Config::default().labels(&format!(
@@ -37,7 +44,7 @@ pub async fn run(
         desired::LABEL_MANAGED_BY,
         desired::MANAGED_BY
     ));
-    controller
+    let with_watches = controller
         .owns(api_for::<Deployment>(&client, ns), owned)
         .watches(
             api_for::<KafkaTopic>(&client, ns),
@@ -70,16 +77,8 @@ pub async fn run(
                     .map(|p| ObjectRef::from_obj(&*p))
                     .collect::<Vec<_>>()
             },
-        )
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(pipeline = %obj, "reconciled"),
-                Err(error) => tracing::warn!(%error, "pipeline reconcile failed"),
-            }
-        })
-        .await;
+        );
+    controller::run(with_watches, ctx, shutdown, reconcile::reconcile).await;
 }
 
 #[cfg(test)]

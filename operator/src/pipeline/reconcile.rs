@@ -16,13 +16,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use taxistream_crds::pipeline::{PipelinePhase, TlsStatus};
-use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline, TaxiPipelineStatus, conditions};
+use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline, conditions};
 
 use super::desired::{
     self, ANNOTATION_APPLIED_HASH, Desired, Inputs, ResolvedTopics, Stage, config, names, tls,
@@ -30,43 +28,24 @@ use super::desired::{
 use super::status::{self, Dependency, Observed};
 use super::validate;
 use crate::context::{Context, FIELD_MANAGER};
+use crate::controller::{self, Reconciled};
 use crate::error::{Error, Result};
 
 pub const FINALIZER: &str = "taxistream.dev/pipeline";
-const CONTROLLER: &str = "pipeline";
 /// Periodic re-check: certificate renewal and drift of children.
 const RESYNC: Duration = Duration::from_secs(300);
 /// Re-check for a referenced Secret that does not exist yet.
 const SECRET_RECHECK: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(pipeline: Arc<TaxiPipeline>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let namespace = pipeline.namespace().ok_or_else(|| {
-        Error::MissingField(
-            format!("TaxiPipeline {}", pipeline.name_any()),
-            "metadata.namespace",
-        )
-    })?;
-    let object = format!("TaxiPipeline {namespace}/{}", pipeline.name_any());
-    let api: Api<TaxiPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
-    let reference = ObjectRef::from_obj(&*pipeline);
-    let action = finalizer(&api, FINALIZER, pipeline, |event| async {
-        match event {
-            Event::Apply(p) => apply(&p, &ctx).await,
-            Event::Cleanup(p) => cleanup(&p, &ctx).await,
-        }
-    })
+    let ctx = &*ctx;
+    controller::reconcile(
+        pipeline,
+        ctx,
+        |p| async move { apply(&p, ctx).await },
+        |p| async move { cleanup(&p, ctx).await },
+    )
     .await
-    .map_err(|e| Error::finalizer(object, e))?;
-    ctx.succeeded(&reference);
-    Ok(action)
-}
-
-pub fn error_policy(pipeline: Arc<TaxiPipeline>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(CONTROLLER, error.metric_label());
-    let delay = ctx.failed(&ObjectRef::from_obj(&*pipeline));
-    tracing::warn!(pipeline = %pipeline.name_any(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 fn topic_dependency(topic: Option<&KafkaTopic>, bootstrap: &str) -> Dependency {
@@ -182,7 +161,7 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
     if pipeline.status.as_ref() != Some(&new_status) {
-        patch_status(ctx, pipeline, &new_status).await?;
+        controller::patch_status(ctx, pipeline, &new_status).await?;
     }
 
     let regarding = pipeline.object_ref(&());
@@ -341,7 +320,7 @@ async fn cleanup(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
     if pipeline.status.as_ref().and_then(|s| s.phase) != Some(PipelinePhase::Deleting) {
         let mut status = pipeline.status.clone().unwrap_or_default();
         status.phase = Some(PipelinePhase::Deleting);
-        patch_status(ctx, pipeline, &status).await?;
+        controller::patch_status(ctx, pipeline, &status).await?;
     }
     ctx.event(
         &pipeline.object_ref(&()),
@@ -352,30 +331,6 @@ async fn cleanup(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
     )
     .await;
     Ok(Action::await_change())
-}
-
-async fn patch_status(
-    ctx: &Context,
-    pipeline: &TaxiPipeline,
-    status: &TaxiPipelineStatus,
-) -> Result<()> {
-    let api: Api<TaxiPipeline> = Api::namespaced(
-        ctx.client.clone(),
-        &pipeline.namespace().unwrap_or_default(),
-    );
-    let body = json!({
-        "apiVersion": TaxiPipeline::api_version(&()),
-        "kind": TaxiPipeline::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &pipeline.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    ctx.metrics.write(CONTROLLER);
-    Ok(())
 }
 
 fn hash_of(value: &serde_json::Value) -> String {
@@ -434,7 +389,7 @@ async fn apply_child(
             &Patch::Apply(&child.object),
         )
         .await?;
-    ctx.metrics.write(CONTROLLER);
+    ctx.metrics.write(TaxiPipeline::CONTROLLER);
     written.push(format!("applied {}", child.describe()));
     Ok(obj)
 }
@@ -479,7 +434,7 @@ async fn prune(
             && controlled_by_us(&live.metadata, inputs)
         {
             api.delete(&name, &DeleteParams::background()).await?;
-            ctx.metrics.write(CONTROLLER);
+            ctx.metrics.write(TaxiPipeline::CONTROLLER);
             written.push(format!("deleted {}/{name}", resource.kind));
         }
     }
@@ -626,6 +581,6 @@ async fn apply_secret(ctx: &Context, api: &Api<Secret>, secret: &Secret) -> Resu
         &Patch::Apply(&body),
     )
     .await?;
-    ctx.metrics.write(CONTROLLER);
+    ctx.metrics.write(TaxiPipeline::CONTROLLER);
     Ok(())
 }

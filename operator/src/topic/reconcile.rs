@@ -4,55 +4,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use taxistream_crds::conditions::{self, DEGRADED, READY, new_condition, set_condition};
 use taxistream_crds::{DeletionPolicy, KafkaTopic, KafkaTopicStatus};
 
 use super::admin::{TopicAdmin, TopicBroker, client_config};
 use super::plan::{BrokerTopic, Plan, Step, plan};
 use crate::conditions::{TOPIC_CREATING, degraded_unchecked, publish_transitions};
-use crate::context::{Context, DELETE_GIVE_UP, FIELD_MANAGER};
+use crate::context::Context;
+use crate::controller::{self, Reconciled, Removal};
 use crate::error::{Error, Result};
 
 pub const FINALIZER: &str = "taxistream.dev/topic";
-const CONTROLLER: &str = "topic";
 const RESYNC: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(topic: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let namespace = topic.namespace().ok_or_else(|| {
-        Error::MissingField(
-            format!("KafkaTopic {}", topic.name_any()),
-            "metadata.namespace",
-        )
-    })?;
-    let object = format!("KafkaTopic {namespace}/{}", topic.name_any());
-    let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
-    let reference = ObjectRef::from_obj(&*topic);
-    let action = finalizer(&api, FINALIZER, topic, |event| async {
-        match event {
-            Event::Apply(t) => apply(&t, &ctx).await,
-            Event::Cleanup(t) => cleanup(&t, &ctx).await,
-        }
-    })
+    let ctx = &*ctx;
+    controller::reconcile(
+        topic,
+        ctx,
+        |t| async move { apply(&t, ctx).await },
+        |t| async move { cleanup(&t, ctx).await },
+    )
     .await
-    .map_err(|e| Error::finalizer(object, e))?;
-    ctx.succeeded(&reference);
-    Ok(action)
-}
-
-pub fn error_policy(topic: Arc<KafkaTopic>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(CONTROLLER, error.metric_label());
-    let delay = ctx.failed(&ObjectRef::from_obj(&*topic));
-    tracing::warn!(topic = %topic.name_any(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 /// What one pass against the broker did.
@@ -122,7 +98,7 @@ async fn sync<B: TopicBroker>(topic: &KafkaTopic, ctx: &Context, admin: &B) -> R
                 ));
             }
         }
-        ctx.metrics.write(CONTROLLER);
+        ctx.metrics.write(KafkaTopic::CONTROLLER);
     }
     if plan.steps.is_empty() {
         return Ok(Outcome {
@@ -267,27 +243,6 @@ pub fn failed_status(topic: &KafkaTopic, error: &Error, now: Time) -> KafkaTopic
     status
 }
 
-async fn patch_status(ctx: &Context, topic: &KafkaTopic, status: &KafkaTopicStatus) -> Result<()> {
-    if topic.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<KafkaTopic> =
-        Api::namespaced(ctx.client.clone(), &topic.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": KafkaTopic::api_version(&()),
-        "kind": KafkaTopic::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &topic.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    ctx.metrics.write(CONTROLLER);
-    Ok(())
-}
-
 async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action> {
     match admin_for(topic, ctx).await {
         Ok(admin) => apply_with(topic, ctx, &admin).await,
@@ -315,7 +270,7 @@ pub(crate) async fn apply_with<B: TopicBroker>(
         outcome.creating,
         now,
     );
-    patch_status(ctx, topic, &status).await?;
+    controller::patch_status(ctx, topic, &status).await?;
     for (reason, note) in outcome.changes {
         ctx.event(&regarding, EventType::Normal, reason, "Reconcile", note)
             .await;
@@ -341,7 +296,7 @@ fn conditions_of(topic: &KafkaTopic) -> Vec<conditions::Condition> {
 /// Records a failed pass in the status and returns the error for backoff.
 async fn failed(topic: &KafkaTopic, ctx: &Context, error: Error) -> Result<Action> {
     let status = failed_status(topic, &error, Time(crate::context::now()));
-    patch_status(ctx, topic, &status).await?;
+    controller::patch_status(ctx, topic, &status).await?;
     publish_transitions(
         ctx,
         &topic.object_ref(&()),
@@ -366,57 +321,18 @@ async fn cleanup(topic: &KafkaTopic, ctx: &Context) -> Result<Action> {
         .await;
         return Ok(Action::await_change());
     }
-    let deleting_for = topic
-        .metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| Timestamp::now().duration_since(t.0))
-        .unwrap_or_default();
     let result = async {
-        let admin = admin_for(topic, ctx).await?;
-        admin.delete().await
+        admin_for(topic, ctx).await?.delete().await?;
+        Ok(format!("deleted topic {name} from the broker"))
     }
     .await;
-    match result {
-        Ok(()) => {
-            ctx.metrics.write(CONTROLLER);
-            ctx.event(
-                &regarding,
-                EventType::Normal,
-                "TopicDeleted",
-                "Delete",
-                format!("deleted topic {name} from the broker"),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-        // The broker never showed the topic to this operator (no partition
-        // count was ever recorded), so there is nothing of ours to delete
-        // and no reason to hold the object for the give-up interval.
-        Err(error) if topic.status.as_ref().and_then(|s| s.partitions).is_none() => {
-            ctx.event(
-                &regarding,
-                EventType::Normal,
-                "TopicNeverCreated",
-                "Delete",
-                format!(
-                    "topic {name} was never seen on the broker, so nothing is deleted: {error}"
-                ),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-        Err(error) if deleting_for > DELETE_GIVE_UP => {
-            ctx.event(
-                &regarding,
-                EventType::Warning,
-                "TopicDeleteAbandoned",
-                "Delete",
-                format!("gave up deleting topic {name} after {DELETE_GIVE_UP:#}; it may remain on the broker: {error}"),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-        Err(error) => Err(error),
-    }
+    let removal = Removal {
+        what: &format!("topic {name}"),
+        done: "TopicDeleted",
+        never_created: "TopicNeverCreated",
+        abandoned: "TopicDeleteAbandoned",
+    };
+    // A partition count is recorded once the broker showed the topic.
+    let created = topic.status.as_ref().and_then(|s| s.partitions).is_some();
+    controller::finish_removal(ctx, topic, removal, created, result).await
 }
