@@ -11,6 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use crate::error::backoff;
 use crate::events::Publisher;
 use crate::metrics::Metrics;
+use crate::topic::admin::KafkaAdmins;
 
 /// The one field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "taxistream-operator";
@@ -34,6 +35,8 @@ pub struct Settings {
 pub struct Context {
     pub client: Client,
     pub events: Publisher,
+    /// Kafka AdminClients, one per cluster and credentials.
+    pub kafka: KafkaAdmins,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     /// Consecutive failures per object, for exponential requeue backoff.
@@ -44,6 +47,7 @@ impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: Settings) -> Self {
         Self {
             events: Publisher::new(client.clone(), FIELD_MANAGER, &settings.identity),
+            kafka: KafkaAdmins::default(),
             client,
             metrics,
             settings,

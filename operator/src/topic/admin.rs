@@ -1,8 +1,8 @@
 //! The Kafka AdminClient side of the KafkaTopic controller.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use rdkafka::ClientConfig;
@@ -12,6 +12,7 @@ use rdkafka::admin::{
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
+use sha2::{Digest, Sha256};
 use taxistream_crds::KafkaConnection;
 
 use super::plan::BrokerTopic;
@@ -80,6 +81,60 @@ pub(crate) trait TopicBroker {
     async fn grow(&self, partitions: i32) -> Result<()>;
     async fn set_config(&self, config: &BTreeMap<String, String>) -> Result<()>;
     async fn delete(&self) -> Result<()>;
+}
+
+/// How long an AdminClient nobody asked for is kept (credentials rotated,
+/// cluster no longer used).
+const IDLE: Duration = Duration::from_secs(30 * 60);
+
+type SharedAdmin = Arc<AdminClient<DefaultClientContext>>;
+
+/// One AdminClient per cluster and credentials, shared by every KafkaTopic
+/// on it: a client per reconcile meant a connection (and its TLS and SASL
+/// handshakes) per topic per pass.
+#[derive(Default)]
+pub struct KafkaAdmins {
+    clients: Mutex<HashMap<String, (SharedAdmin, Instant)>>,
+}
+
+impl KafkaAdmins {
+    /// The shared client for `config`, bound to `topic`.
+    pub fn admin(&self, config: &ClientConfig, topic: &str) -> Result<TopicAdmin> {
+        // The key is a digest: the settings include Secret values.
+        let entries = config.config_map();
+        let key = hex(&Sha256::digest(format!("{entries:?}").as_bytes()));
+        let now = Instant::now();
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.retain(|_, (_, used)| now.duration_since(*used) < IDLE);
+        let admin = match clients.get_mut(&key) {
+            Some((admin, used)) => {
+                *used = now;
+                admin.clone()
+            }
+            None => {
+                let admin: SharedAdmin =
+                    Arc::new(config.create().map_err(|source| Error::Kafka {
+                        topic: topic.to_owned(),
+                        source,
+                    })?);
+                clients.insert(key, (admin.clone(), now));
+                admin
+            }
+        };
+        Ok(TopicAdmin {
+            admin,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Clients currently kept.
+    pub fn clients(&self) -> usize {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An AdminClient bound to one topic name, for error context.
@@ -260,5 +315,24 @@ impl TopicBroker for TopicAdmin {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_on_one_cluster_share_one_client() {
+        let admins = KafkaAdmins::default();
+        let mut a = ClientConfig::new();
+        a.set("bootstrap.servers", "127.0.0.1:9");
+        let mut b = ClientConfig::new();
+        b.set("bootstrap.servers", "127.0.0.2:9");
+        admins.admin(&a, "trips").unwrap();
+        admins.admin(&a, "aggregates").unwrap();
+        assert_eq!(admins.clients(), 1);
+        admins.admin(&b, "trips").unwrap();
+        assert_eq!(admins.clients(), 2);
     }
 }

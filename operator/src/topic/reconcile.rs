@@ -53,7 +53,7 @@ const PROGRESS_RECHECK: Duration = Duration::from_secs(2);
 async fn admin_for(topic: &KafkaTopic, ctx: &Context) -> Result<TopicAdmin> {
     let namespace = topic.namespace().unwrap_or_default();
     let config = client_config(&ctx.client, &namespace, &topic.spec.cluster).await?;
-    TopicAdmin::new(&config, topic.topic_name())
+    ctx.kafka.admin(&config, topic.topic_name())
 }
 
 async fn sync<B: TopicBroker>(topic: &KafkaTopic, ctx: &Context, admin: &B) -> Result<Outcome> {
