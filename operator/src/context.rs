@@ -11,6 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use crate::error::backoff;
 use crate::events::Publisher;
 use crate::metrics::Metrics;
+use crate::pipeline::watched::Watched;
 use crate::topic::admin::KafkaAdmins;
 
 /// The one field manager of every server-side apply the operator makes.
@@ -41,6 +42,8 @@ pub struct Context {
     pub settings: Settings,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The pipeline watches' stores per scope (`None`: all namespaces).
+    watched: Mutex<Vec<(Option<String>, Watched)>>,
 }
 
 impl Context {
@@ -52,6 +55,7 @@ impl Context {
             metrics,
             settings,
             failures: Mutex::new(HashMap::new()),
+            watched: Mutex::new(Vec::new()),
         }
     }
 
@@ -72,6 +76,26 @@ impl Context {
         {
             tracing::warn!(%error, reason, "could not publish event");
         }
+    }
+
+    /// Makes the stores of the pipeline watches of `scope` available to reconciles.
+    pub fn register_watched(&self, scope: Option<String>, watched: Watched) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((scope, watched));
+    }
+
+    /// The stores covering `namespace`, once they hold a full list; `None`
+    /// means read from the API server.
+    pub fn watched(&self, namespace: &str) -> Option<Watched> {
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(scope, _)| scope.as_deref().is_none_or(|s| s == namespace))
+            .map(|(_, w)| w.clone())
+            .filter(Watched::ready)
     }
 
     /// Records one more failure of `key` and returns the requeue delay.

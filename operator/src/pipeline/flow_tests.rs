@@ -811,3 +811,69 @@ async fn the_trips_partitions_are_pinned_and_a_grown_trips_topic_is_reported() {
     result.unwrap();
     assert!(seen.iter().all(|s| !s.is_write()));
 }
+
+/// Stores as the pipeline watches fill them after their first list.
+fn watched_with(objects: &[Value], created: &[Seen]) -> super::watched::Watched {
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+    fn filled<K>(items: Vec<K>) -> reflector::Store<K>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&Event::Init);
+        for item in items {
+            writer.apply_watcher_event(&Event::InitApply(item));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        // The store reads as ready only while its writer lives.
+        std::mem::forget(writer);
+        store
+    }
+    fn parse<K: serde::de::DeserializeOwned>(v: Value) -> K {
+        serde_json::from_value(v).unwrap()
+    }
+    super::watched::Watched {
+        topics: filled(
+            ["trips", "aggregates", "dead-letters"]
+                .into_iter()
+                .map(|n| parse(object(objects, "KafkaTopic", n)))
+                .collect(),
+        ),
+        sinks: filled(vec![parse(object(objects, "CassandraSink", "results"))]),
+        deployments: filled(
+            CHILDREN[4..7]
+                .iter()
+                .map(|path| parse(live(created, path)))
+                .collect(),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn a_settled_pipeline_reads_watched_objects_from_memory() {
+    let objects = fixture();
+    let created = create(&objects).await;
+    let p = settled(&objects, &created).await;
+    let (ctx, handle) = mock_context();
+    ctx.register_watched(Some(NS.to_owned()), watched_with(&objects, &created));
+    // Only what no watch holds is read: the referenced and TLS Secrets, the
+    // children other than Deployments, and the optional children to prune.
+    let script: Vec<Expect> = settled_reads(&objects, &created)
+        .into_iter()
+        .filter(|e| {
+            !e.path.contains("/kafkatopics/")
+                && !e.path.contains("/cassandrasinks/")
+                && !e.path.contains("/deployments/")
+        })
+        .collect();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    assert!(seen.iter().all(|s| !s.is_write()));
+    assert_eq!(
+        seen.len(),
+        14,
+        "{:#?}",
+        seen.iter().map(|s| &s.path).collect::<Vec<_>>()
+    );
+}

@@ -4,13 +4,14 @@ pub mod desired;
 pub mod reconcile;
 pub mod status;
 pub mod validate;
+pub mod watched;
 
 use std::sync::Arc;
 
 use futures::Future;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline, TaxiPipelineStatus};
 
 use crate::api_for;
@@ -44,40 +45,62 @@ pub async fn run(
         desired::LABEL_MANAGED_BY,
         desired::MANAGED_BY
     ));
+    // Each watch fills a store the reconciles read instead of the API server.
+    let (deployments, writer) = reflector::store();
+    let deployment_events = watcher(api_for::<Deployment>(&client, ns), owned)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    let (topics, writer) = reflector::store();
+    let topic_events = watcher(
+        api_for::<KafkaTopic>(&client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+    let (sinks, writer) = reflector::store();
+    let sink_events = watcher(
+        api_for::<CassandraSink>(&client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+    ctx.register_watched(
+        namespace.clone(),
+        watched::Watched {
+            topics,
+            sinks,
+            deployments,
+        },
+    );
     let with_watches = controller
-        .owns(api_for::<Deployment>(&client, ns), owned)
-        .watches(
-            api_for::<KafkaTopic>(&client, ns),
-            watcher::Config::default(),
-            move |topic| {
-                let name = topic.metadata.name.clone().unwrap_or_default();
-                let namespace = topic.metadata.namespace.clone();
-                topic_store
-                    .state()
-                    .into_iter()
-                    .filter(|p| p.metadata.namespace == namespace)
-                    .filter(|p| {
-                        let t = &p.spec.topics;
-                        [&t.trips, &t.aggregates, &t.dead_letters].contains(&&name)
-                    })
-                    .map(|p| ObjectRef::from_obj(&*p))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches(
-            api_for::<CassandraSink>(&client, ns),
-            watcher::Config::default(),
-            move |sink| {
-                let name = sink.metadata.name.clone().unwrap_or_default();
-                let namespace = sink.metadata.namespace.clone();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|p| p.metadata.namespace == namespace && p.spec.cassandra_sink == name)
-                    .map(|p| ObjectRef::from_obj(&*p))
-                    .collect::<Vec<_>>()
-            },
-        );
+        .owns_stream(deployment_events)
+        .watches_stream(topic_events, move |topic: KafkaTopic| {
+            let name = topic.metadata.name.clone().unwrap_or_default();
+            let namespace = topic.metadata.namespace.clone();
+            topic_store
+                .state()
+                .into_iter()
+                .filter(|p| p.metadata.namespace == namespace)
+                .filter(|p| {
+                    let t = &p.spec.topics;
+                    [&t.trips, &t.aggregates, &t.dead_letters].contains(&&name)
+                })
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(sink_events, move |sink: CassandraSink| {
+            let name = sink.metadata.name.clone().unwrap_or_default();
+            let namespace = sink.metadata.namespace.clone();
+            store
+                .state()
+                .into_iter()
+                .filter(|p| p.metadata.namespace == namespace && p.spec.cassandra_sink == name)
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        });
     controller::run(with_watches, ctx, shutdown, reconcile::reconcile).await;
 }
 

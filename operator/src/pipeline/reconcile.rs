@@ -84,6 +84,9 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
     let topics_api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
     let sinks_api: Api<CassandraSink> = Api::namespaced(ctx.client.clone(), &namespace);
 
+    // What the watches hold is read from memory; without them (or before
+    // their first list) from the API server.
+    let watched = ctx.watched(&namespace);
     let mut observed = Observed {
         invalid: validate::check(spec),
         ..Observed::default()
@@ -94,7 +97,10 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
         ("aggregates", &spec.topics.aggregates),
         ("deadLetters", &spec.topics.dead_letters),
     ] {
-        let topic = topics_api.get_opt(name).await?;
+        let topic = match &watched {
+            Some(w) => w.topic(&namespace, name),
+            None => topics_api.get_opt(name).await?,
+        };
         observed.topics.push((
             field,
             name.clone(),
@@ -102,7 +108,10 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
         ));
         found.push(topic);
     }
-    let sink = sinks_api.get_opt(&spec.cassandra_sink).await?;
+    let sink = match &watched {
+        Some(w) => w.sink(&namespace, &spec.cassandra_sink),
+        None => sinks_api.get_opt(&spec.cassandra_sink).await?,
+    };
     observed.sink = Some((
         spec.cassandra_sink.clone(),
         match &sink {
@@ -238,11 +247,25 @@ async fn apply_children(
     observed.missing_secrets = missing_secrets(ctx, inputs).await?;
     let tls_live = read_tls(ctx, inputs).await?;
     let children = desired::build_all(inputs, &hash, &config_map)?;
+    let watched = ctx.watched(&inputs.namespace);
     let mut live = Vec::with_capacity(children.len());
     for child in &children {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), &inputs.namespace, &child.resource);
-        live.push(api.get_opt(&child.name).await?);
+        let cached = match &watched {
+            Some(w) if child.resource.kind == "Deployment" => w
+                .deployment(&inputs.namespace, &child.name)
+                .map(|d| dynamic(&d, child))
+                .transpose()?,
+            _ => None,
+        };
+        let found = match cached {
+            Some(obj) => Some(obj),
+            None => {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(ctx.client.clone(), &inputs.namespace, &child.resource);
+                api.get_opt(&child.name).await?
+            }
+        };
+        live.push(found);
     }
     let conflicts: Vec<String> = tls_live
         .foreign(inputs)
@@ -289,6 +312,16 @@ async fn apply_children(
     prune(ctx, inputs, &wanted, written).await?;
     observed.deployments = Some(stage_deployments(inputs, applied.into_iter())?);
     Ok(tls_event)
+}
+
+/// A watched object as the dynamic object a read of `child` returns.
+fn dynamic<K: serde::Serialize>(obj: &K, child: &Desired) -> Result<DynamicObject> {
+    serde_json::to_value(obj)
+        .and_then(serde_json::from_value)
+        .map_err(|source| Error::Encode {
+            what: child.describe(),
+            source,
+        })
 }
 
 /// The stage Deployments among `(kind, name, object)` children.
