@@ -49,6 +49,7 @@ pub fn controller<K: Reconciled>(api: Api<K>) -> Controller<K> {
     let (reader, writer) = reflector::store();
     let changes = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(forget_managed_fields)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -56,6 +57,12 @@ pub fn controller<K: Reconciled>(api: Api<K>) -> Controller<K> {
             Default::default(),
         );
     Controller::for_stream(changes, reader)
+}
+
+/// Drops `metadata.managedFields` before an object enters a store: often
+/// the largest part of an object, and never read by the operator.
+pub fn forget_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
 }
 
 /// Runs `controller` with the shared error policy until it shuts down.

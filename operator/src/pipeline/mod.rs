@@ -16,7 +16,7 @@ use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline, TaxiPipelineStatu
 
 use crate::api_for;
 use crate::context::Context;
-use crate::controller::{self, Reconciled};
+use crate::controller::{self, Reconciled, forget_managed_fields};
 
 impl Reconciled for TaxiPipeline {
     const CONTROLLER: &'static str = "pipeline";
@@ -49,6 +49,7 @@ pub async fn run(
     let (deployments, writer) = reflector::store();
     let deployment_events = watcher(api_for::<Deployment>(&client, ns), owned)
         .default_backoff()
+        .modify(forget_managed_fields)
         .reflect(writer)
         .touched_objects();
     let (topics, writer) = reflector::store();
@@ -57,6 +58,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(forget_managed_fields)
     .reflect(writer)
     .touched_objects();
     let (sinks, writer) = reflector::store();
@@ -65,6 +67,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(forget_managed_fields)
     .reflect(writer)
     .touched_objects();
     ctx.register_watched(
