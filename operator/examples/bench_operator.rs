@@ -16,15 +16,18 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
+use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::client::Body;
-use kube::runtime::reflector;
+use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline};
 use taxistream_operator::context::{Context, Settings};
 use taxistream_operator::metrics::Metrics;
+use taxistream_operator::pipeline::desired::watched_kinds;
 use taxistream_operator::pipeline::reconcile::reconcile;
 use taxistream_operator::pipeline::watched::Watched;
 
@@ -227,11 +230,12 @@ async fn pass(ctx: &Arc<Context>, objects: &Objects, passes: usize) -> Vec<Durat
 
 /// Stores filled with what the API holds, as the watches would.
 fn watched(objects: &Objects) -> Result<Watched, Box<dyn Error>> {
-    fn filled<K>(items: Vec<K>) -> reflector::Store<K>
+    fn fill<K>(mut writer: Writer<K>, items: Vec<K>) -> reflector::Store<K>
     where
-        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+        K: kube::Resource + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
     {
-        let (store, mut writer) = reflector::store();
+        let store = writer.as_reader();
         writer.apply_watcher_event(&Event::Init);
         for item in items {
             writer.apply_watcher_event(&Event::InitApply(item));
@@ -242,27 +246,34 @@ fn watched(objects: &Objects) -> Result<Watched, Box<dyn Error>> {
         store
     }
     let objects = objects.lock().unwrap_or_else(|p| p.into_inner());
-    let of = |kind: &'static str| {
+    fn of<K: serde::de::DeserializeOwned>(
+        objects: &HashMap<String, Vec<u8>>,
+        kind: &str,
+    ) -> Result<Vec<K>, serde_json::Error> {
         objects
             .values()
             .map(|b| parse(b))
-            .filter(move |v| v["kind"] == kind)
-    };
+            .filter(|v| v["kind"] == kind)
+            .map(serde_json::from_value)
+            .collect()
+    }
+    let mut children = HashMap::new();
+    for resource in watched_kinds() {
+        let items: Vec<DynamicObject> = of(&objects, &resource.kind)?;
+        let store = fill(Writer::new(resource.clone()), items);
+        children.insert(resource.kind.clone(), (resource, store));
+    }
     Ok(Watched {
-        topics: filled(
-            of("KafkaTopic")
-                .map(serde_json::from_value::<KafkaTopic>)
-                .collect::<Result<_, _>>()?,
+        topics: fill(Writer::default(), of::<KafkaTopic>(&objects, "KafkaTopic")?),
+        sinks: fill(
+            Writer::default(),
+            of::<CassandraSink>(&objects, "CassandraSink")?,
         ),
-        sinks: filled(
-            of("CassandraSink")
-                .map(serde_json::from_value::<CassandraSink>)
-                .collect::<Result<_, _>>()?,
-        ),
-        deployments: filled(
-            of("Deployment")
-                .map(serde_json::from_value::<Deployment>)
-                .collect::<Result<_, _>>()?,
+        deployments: fill(Writer::default(), of::<Deployment>(&objects, "Deployment")?),
+        children,
+        secrets: fill(
+            Writer::default(),
+            of::<PartialObjectMeta<Secret>>(&objects, "Secret")?,
         ),
     })
 }

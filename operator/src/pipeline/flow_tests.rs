@@ -812,15 +812,17 @@ async fn the_trips_partitions_are_pinned_and_a_grown_trips_topic_is_reported() {
     assert!(seen.iter().all(|s| !s.is_write()));
 }
 
-/// Stores as the pipeline watches fill them after their first list.
+/// Stores as the pipeline watches fill them after their first list: what
+/// `created` applied, and the referenced Secret.
 fn watched_with(objects: &[Value], created: &[Seen]) -> super::watched::Watched {
-    use kube::runtime::reflector;
+    use kube::runtime::reflector::{self, store::Writer};
     use kube::runtime::watcher::Event;
-    fn filled<K>(items: Vec<K>) -> reflector::Store<K>
+    fn fill<K>(mut writer: Writer<K>, items: Vec<K>) -> reflector::Store<K>
     where
-        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+        K: kube::Resource + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
     {
-        let (store, mut writer) = reflector::store();
+        let store = writer.as_reader();
         writer.apply_watcher_event(&Event::Init);
         for item in items {
             writer.apply_watcher_event(&Event::InitApply(item));
@@ -833,20 +835,52 @@ fn watched_with(objects: &[Value], created: &[Seen]) -> super::watched::Watched 
     fn parse<K: serde::de::DeserializeOwned>(v: Value) -> K {
         serde_json::from_value(v).unwrap()
     }
+    let applied: Vec<Value> = created
+        .iter()
+        .filter(|s| s.method == Method::PATCH && !s.path.ends_with("/status"))
+        .map(|s| live(created, &s.path))
+        .collect();
+    let children = super::desired::watched_kinds()
+        .into_iter()
+        .map(|resource| {
+            let items = applied
+                .iter()
+                .filter(|o| o["kind"] == resource.kind.as_str())
+                .map(|o| parse(o.clone()))
+                .collect();
+            let store = fill(Writer::new(resource.clone()), items);
+            (resource.kind.clone(), (resource, store))
+        })
+        .collect();
+    let secrets = applied
+        .iter()
+        .filter(|o| o["kind"] == "Secret")
+        .cloned()
+        .chain([postgres_secret()])
+        .map(parse)
+        .collect();
     super::watched::Watched {
-        topics: filled(
+        topics: fill(
+            Writer::default(),
             ["trips", "aggregates", "dead-letters"]
                 .into_iter()
                 .map(|n| parse(object(objects, "KafkaTopic", n)))
                 .collect(),
         ),
-        sinks: filled(vec![parse(object(objects, "CassandraSink", "results"))]),
-        deployments: filled(
-            CHILDREN[4..7]
+        sinks: fill(
+            Writer::default(),
+            vec![parse(object(objects, "CassandraSink", "results"))],
+        ),
+        deployments: fill(
+            Writer::default(),
+            applied
                 .iter()
-                .map(|path| parse(live(created, path)))
+                .filter(|o| o["kind"] == "Deployment")
+                .map(|o| parse(o.clone()))
                 .collect(),
         ),
+        children,
+        secrets: fill(Writer::default(), secrets),
     }
 }
 
@@ -857,22 +891,11 @@ async fn a_settled_pipeline_reads_watched_objects_from_memory() {
     let p = settled(&objects, &created).await;
     let (ctx, handle) = mock_context();
     ctx.register_watched(Some(NS.to_owned()), watched_with(&objects, &created));
-    // Only what no watch holds is read: the referenced and TLS Secrets, the
-    // children other than Deployments, and the optional children to prune.
-    let script: Vec<Expect> = settled_reads(&objects, &created)
-        .into_iter()
-        .filter(|e| {
-            !e.path.contains("/kafkatopics/")
-                && !e.path.contains("/cassandrasinks/")
-                && !e.path.contains("/deployments/")
-        })
-        .collect();
-    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    // Everything is in the watches' stores: not a single request.
+    let (result, seen) = run(handle, Vec::new(), reconcile(Arc::new(p), ctx)).await;
     result.unwrap();
-    assert!(seen.iter().all(|s| !s.is_write()));
-    assert_eq!(
-        seen.len(),
-        14,
+    assert!(
+        seen.is_empty(),
         "{:#?}",
         seen.iter().map(|s| &s.path).collect::<Vec<_>>()
     );

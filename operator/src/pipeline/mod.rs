@@ -6,10 +6,13 @@ pub mod status;
 pub mod validate;
 pub mod watched;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::Future;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline, TaxiPipelineStatus};
@@ -47,7 +50,7 @@ pub async fn run(
     ));
     // Each watch fills a store the reconciles read instead of the API server.
     let (deployments, writer) = reflector::store();
-    let deployment_events = watcher(api_for::<Deployment>(&client, ns), owned)
+    let deployment_events = watcher(api_for::<Deployment>(&client, ns), owned.clone())
         .default_backoff()
         .modify(forget_managed_fields)
         .reflect(writer)
@@ -70,14 +73,19 @@ pub async fn run(
     .modify(forget_managed_fields)
     .reflect(writer)
     .touched_objects();
-    ctx.register_watched(
-        namespace.clone(),
-        watched::Watched {
-            topics,
-            sinks,
-            deployments,
-        },
-    );
+    // Every Secret's metadata: whether the Secrets a pipeline references
+    // exist. Not a trigger: a pipeline missing one looks again every 30 s.
+    let secrets_api = match ns {
+        Some(ns) => Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), ns),
+        None => Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+    };
+    let (secrets, writer) = reflector::store();
+    let secret_events = watcher(secrets_api, watcher::Config::default())
+        .default_backoff()
+        .modify(forget_managed_fields)
+        .reflect(writer)
+        .touched_objects();
+
     let with_watches = controller
         .owns_stream(deployment_events)
         .watches_stream(topic_events, move |topic: KafkaTopic| {
@@ -104,7 +112,37 @@ pub async fn run(
                 .map(|p| ObjectRef::from_obj(&*p))
                 .collect::<Vec<_>>()
         });
-    controller::run(with_watches, ctx, shutdown, reconcile::reconcile).await;
+    // The other children (and the TLS Secrets), labelled as ours: their
+    // stores, and a reconcile of the owner when one changes.
+    let mut children = HashMap::new();
+    let mut with_children =
+        with_watches.watches_stream(secret_events, |_| None::<ObjectRef<TaxiPipeline>>);
+    for resource in desired::watched_kinds() {
+        let api = match ns {
+            Some(ns) => Api::<DynamicObject>::namespaced_with(client.clone(), ns, &resource),
+            None => Api::<DynamicObject>::all_with(client.clone(), &resource),
+        };
+        let writer = reflector::store::Writer::new(resource.clone());
+        let store = writer.as_reader();
+        let events = watcher(api, owned.clone())
+            .default_backoff()
+            .modify(forget_managed_fields)
+            .reflect(writer)
+            .touched_objects();
+        with_children = with_children.owns_stream_with(events, resource.clone());
+        children.insert(resource.kind.clone(), (resource, store));
+    }
+    ctx.register_watched(
+        namespace.clone(),
+        watched::Watched {
+            topics,
+            sinks,
+            deployments,
+            children,
+            secrets,
+        },
+    );
+    controller::run(with_children, ctx, shutdown, reconcile::reconcile).await;
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::ApiResource;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
@@ -27,6 +28,7 @@ use super::desired::{
 };
 use super::status::{self, Dependency, Observed};
 use super::validate;
+use super::watched::{Lookup, Watched};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::controller::{self, Reconciled};
 use crate::error::{Error, Result};
@@ -244,28 +246,23 @@ async fn apply_children(
     written: &mut Vec<String>,
 ) -> Result<Option<(&'static str, String)>> {
     let (config_map, hash) = config::config_map(inputs, worker_config)?;
-    observed.missing_secrets = missing_secrets(ctx, inputs).await?;
-    let tls_live = read_tls(ctx, inputs).await?;
-    let children = desired::build_all(inputs, &hash, &config_map)?;
     let watched = ctx.watched(&inputs.namespace);
+    let watched = watched.as_ref();
+    observed.missing_secrets = missing_secrets(ctx, watched, inputs).await?;
+    let tls_live = read_tls(ctx, watched, inputs).await?;
+    let children = desired::build_all(inputs, &hash, &config_map)?;
     let mut live = Vec::with_capacity(children.len());
     for child in &children {
-        let cached = match &watched {
-            Some(w) if child.resource.kind == "Deployment" => w
-                .deployment(&inputs.namespace, &child.name)
-                .map(|d| dynamic(&d, child))
-                .transpose()?,
-            _ => None,
-        };
-        let found = match cached {
-            Some(obj) => Some(obj),
-            None => {
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(ctx.client.clone(), &inputs.namespace, &child.resource);
-                api.get_opt(&child.name).await?
-            }
-        };
-        live.push(found);
+        live.push(
+            read(
+                ctx,
+                watched,
+                &child.resource,
+                &inputs.namespace,
+                &child.name,
+            )
+            .await?,
+        );
     }
     let conflicts: Vec<String> = tls_live
         .foreign(inputs)
@@ -309,19 +306,29 @@ async fn apply_children(
         let obj = apply_child(ctx, inputs, child, live, written).await?;
         applied.push((kind, name, obj));
     }
-    prune(ctx, inputs, &wanted, written).await?;
+    prune(ctx, watched, inputs, &wanted, written).await?;
     observed.deployments = Some(stage_deployments(inputs, applied.into_iter())?);
     Ok(tls_event)
 }
 
-/// A watched object as the dynamic object a read of `child` returns.
-fn dynamic<K: serde::Serialize>(obj: &K, child: &Desired) -> Result<DynamicObject> {
-    serde_json::to_value(obj)
-        .and_then(serde_json::from_value)
-        .map_err(|source| Error::Encode {
-            what: child.describe(),
-            source,
-        })
+/// `resource`/`name` as the watches hold it, or as the API server has it
+/// when they cannot tell (not started, or not a labelled child).
+async fn read(
+    ctx: &Context,
+    watched: Option<&Watched>,
+    resource: &ApiResource,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<DynamicObject>> {
+    if let Some(w) = watched {
+        match w.child(resource, namespace, name)? {
+            Lookup::Found(obj) => return Ok(Some(*obj)),
+            Lookup::Absent => return Ok(None),
+            Lookup::Unknown => {}
+        }
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, resource);
+    Ok(api.get_opt(name).await?)
 }
 
 /// The stage Deployments among `(kind, name, object)` children.
@@ -453,6 +460,7 @@ fn hpa_replicas(inputs: &Inputs<'_>, child: &mut Desired, live: Option<&DynamicO
 /// Deletes optional children the spec no longer asks for.
 async fn prune(
     ctx: &Context,
+    watched: Option<&Watched>,
     inputs: &Inputs<'_>,
     wanted: &[(String, String)],
     written: &mut Vec<String>,
@@ -461,9 +469,18 @@ async fn prune(
         if wanted.contains(&(resource.kind.clone(), name.clone())) {
             continue;
         }
+        // Only an object of ours is ever deleted, and ours carry the label
+        // the watches select on: not in their store means nothing to do.
+        let live = match watched {
+            Some(w) => match w.child(&resource, &inputs.namespace, &name)? {
+                Lookup::Found(obj) => Some(*obj),
+                Lookup::Absent | Lookup::Unknown => None,
+            },
+            None => read(ctx, None, &resource, &inputs.namespace, &name).await?,
+        };
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), &inputs.namespace, &resource);
-        if let Some(live) = api.get_opt(&name).await?
+        if let Some(live) = live
             && controlled_by_us(&live.metadata, inputs)
         {
             api.delete(&name, &DeleteParams::background()).await?;
@@ -475,7 +492,11 @@ async fn prune(
 }
 
 /// The user Secrets the workers mount that do not exist (reads only).
-async fn missing_secrets(ctx: &Context, inputs: &Inputs<'_>) -> Result<Vec<String>> {
+async fn missing_secrets(
+    ctx: &Context,
+    watched: Option<&Watched>,
+    inputs: &Inputs<'_>,
+) -> Result<Vec<String>> {
     let names: BTreeSet<String> = Stage::ALL
         .into_iter()
         .flat_map(|stage| desired::security::stage_secret_keys(inputs, stage).into_keys())
@@ -483,7 +504,11 @@ async fn missing_secrets(ctx: &Context, inputs: &Inputs<'_>) -> Result<Vec<Strin
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &inputs.namespace);
     let mut missing = Vec::new();
     for name in names {
-        if secrets.get_metadata_opt(&name).await?.is_none() {
+        let exists = match watched {
+            Some(w) => w.secret_exists(&inputs.namespace, &name),
+            None => secrets.get_metadata_opt(&name).await?.is_some(),
+        };
+        if !exists {
             missing.push(name);
         }
     }
@@ -508,12 +533,33 @@ impl TlsLive {
     }
 }
 
-async fn read_tls(ctx: &Context, inputs: &Inputs<'_>) -> Result<TlsLive> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &inputs.namespace);
+async fn read_tls(
+    ctx: &Context,
+    watched: Option<&Watched>,
+    inputs: &Inputs<'_>,
+) -> Result<TlsLive> {
     Ok(TlsLive {
-        ca: secrets.get_opt(&names::ca_secret(&inputs.name)).await?,
-        cert: secrets.get_opt(&names::cert_secret(&inputs.name)).await?,
+        ca: read_secret(ctx, watched, inputs, &names::ca_secret(&inputs.name)).await?,
+        cert: read_secret(ctx, watched, inputs, &names::cert_secret(&inputs.name)).await?,
     })
+}
+
+async fn read_secret(
+    ctx: &Context,
+    watched: Option<&Watched>,
+    inputs: &Inputs<'_>,
+    name: &str,
+) -> Result<Option<Secret>> {
+    let resource = ApiResource::erase::<Secret>(&());
+    read(ctx, watched, &resource, &inputs.namespace, name)
+        .await?
+        .map(|obj| {
+            obj.try_parse().map_err(|source| Error::Decode {
+                what: format!("Secret {name}"),
+                source,
+            })
+        })
+        .transpose()
 }
 
 /// Makes sure the CA and worker certificate (ours, read just before) exist

@@ -257,6 +257,28 @@ pub fn build_all(
     Ok(out)
 }
 
+/// The kinds of children the pipeline watches generically (Deployments have
+/// a typed watch of their own): every kind `build_all` and the TLS issue
+/// apply besides Deployments.
+pub fn watched_kinds() -> Vec<ApiResource> {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::batch::v1::CronJob;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    vec![
+        ApiResource::erase::<ConfigMap>(&()),
+        ApiResource::erase::<ServiceAccount>(&()),
+        ApiResource::erase::<Role>(&()),
+        ApiResource::erase::<RoleBinding>(&()),
+        ApiResource::erase::<Service>(&()),
+        ApiResource::erase::<PodDisruptionBudget>(&()),
+        ApiResource::erase::<HorizontalPodAutoscaler>(&()),
+        ApiResource::erase::<CronJob>(&()),
+        ApiResource::erase::<Secret>(&()),
+    ]
+}
+
 /// Optional children that must be deleted when the spec no longer asks for
 /// them (autoscaling turned off, schedule removed, pipeline suspended).
 pub fn optional_children(inputs: &Inputs<'_>) -> Vec<(ApiResource, String)> {
