@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::client::Body;
+use kube::core::ApiResource;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 use prometheus_client::registry::Registry;
@@ -28,6 +29,7 @@ use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline};
 use taxistream_operator::context::{Context, Settings};
 use taxistream_operator::metrics::Metrics;
 use taxistream_operator::pipeline::desired::watched_kinds;
+use taxistream_operator::pipeline::keep_compared;
 use taxistream_operator::pipeline::reconcile::reconcile;
 use taxistream_operator::pipeline::watched::Watched;
 
@@ -228,53 +230,73 @@ async fn pass(ctx: &Arc<Context>, objects: &Objects, passes: usize) -> Vec<Durat
         .await
 }
 
-/// Stores filled with what the API holds, as the watches would.
+/// Stores filled with what the API holds, one object at a time as a
+/// watch's list fills them (trimmed as the watches trim them).
 fn watched(objects: &Objects) -> Result<Watched, Box<dyn Error>> {
-    fn fill<K>(mut writer: Writer<K>, items: Vec<K>) -> reflector::Store<K>
+    fn start<K>(mut writer: Writer<K>) -> Writer<K>
     where
         K: kube::Resource + Clone + 'static,
         K::DynamicType: Eq + std::hash::Hash + Clone,
     {
-        let store = writer.as_reader();
         writer.apply_watcher_event(&Event::Init);
-        for item in items {
-            writer.apply_watcher_event(&Event::InitApply(item));
-        }
+        writer
+    }
+    fn done<K>(mut writer: Writer<K>) -> reflector::Store<K>
+    where
+        K: kube::Resource + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
         writer.apply_watcher_event(&Event::InitDone);
+        let store = writer.as_reader();
         // A store reads as ready only while its writer lives.
         std::mem::forget(writer);
         store
     }
+    let mut topics = start(Writer::<KafkaTopic>::default());
+    let mut sinks = start(Writer::<CassandraSink>::default());
+    let mut deployments = start(Writer::<Deployment>::default());
+    let mut secrets = start(Writer::<PartialObjectMeta<Secret>>::default());
+    let mut children: HashMap<String, (ApiResource, Writer<DynamicObject>)> = watched_kinds()
+        .into_iter()
+        .map(|r| (r.kind.clone(), (r.clone(), start(Writer::new(r)))))
+        .collect();
     let objects = objects.lock().unwrap_or_else(|p| p.into_inner());
-    fn of<K: serde::de::DeserializeOwned>(
-        objects: &HashMap<String, Vec<u8>>,
-        kind: &str,
-    ) -> Result<Vec<K>, serde_json::Error> {
-        objects
-            .values()
-            .map(|b| parse(b))
-            .filter(|v| v["kind"] == kind)
-            .map(serde_json::from_value)
-            .collect()
-    }
-    let mut children = HashMap::new();
-    for resource in watched_kinds() {
-        let items: Vec<DynamicObject> = of(&objects, &resource.kind)?;
-        let store = fill(Writer::new(resource.clone()), items);
-        children.insert(resource.kind.clone(), (resource, store));
+    for bytes in objects.values() {
+        let value = parse(bytes);
+        let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+        match kind.as_str() {
+            "KafkaTopic" => {
+                topics.apply_watcher_event(&Event::InitApply(serde_json::from_value(value)?))
+            }
+            "CassandraSink" => {
+                sinks.apply_watcher_event(&Event::InitApply(serde_json::from_value(value)?))
+            }
+            "Deployment" => {
+                deployments.apply_watcher_event(&Event::InitApply(serde_json::from_value(value)?))
+            }
+            _ => {
+                if kind == "Secret" {
+                    secrets.apply_watcher_event(&Event::InitApply(serde_json::from_value(
+                        value.clone(),
+                    )?));
+                }
+                if let Some((_, writer)) = children.get_mut(&kind) {
+                    let mut obj: DynamicObject = serde_json::from_value(value)?;
+                    keep_compared(&kind, &mut obj);
+                    writer.apply_watcher_event(&Event::InitApply(obj));
+                }
+            }
+        }
     }
     Ok(Watched {
-        topics: fill(Writer::default(), of::<KafkaTopic>(&objects, "KafkaTopic")?),
-        sinks: fill(
-            Writer::default(),
-            of::<CassandraSink>(&objects, "CassandraSink")?,
-        ),
-        deployments: fill(Writer::default(), of::<Deployment>(&objects, "Deployment")?),
-        children,
-        secrets: fill(
-            Writer::default(),
-            of::<PartialObjectMeta<Secret>>(&objects, "Secret")?,
-        ),
+        topics: done(topics),
+        sinks: done(sinks),
+        deployments: done(deployments),
+        children: children
+            .into_iter()
+            .map(|(kind, (resource, writer))| (kind, (resource, done(writer))))
+            .collect(),
+        secrets: done(secrets),
     })
 }
 

@@ -843,10 +843,15 @@ fn watched_with(objects: &[Value], created: &[Seen]) -> super::watched::Watched 
     let children = super::desired::watched_kinds()
         .into_iter()
         .map(|resource| {
+            // Trimmed as the watches trim them.
             let items = applied
                 .iter()
                 .filter(|o| o["kind"] == resource.kind.as_str())
-                .map(|o| parse(o.clone()))
+                .map(|o| {
+                    let mut obj = parse(o.clone());
+                    super::keep_compared(&resource.kind, &mut obj);
+                    obj
+                })
                 .collect();
             let store = fill(Writer::new(resource.clone()), items);
             (resource.kind.clone(), (resource, store))

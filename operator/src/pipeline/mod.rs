@@ -124,9 +124,10 @@ pub async fn run(
         };
         let writer = reflector::store::Writer::new(resource.clone());
         let store = writer.as_reader();
+        let kind = resource.kind.clone();
         let events = watcher(api, owned.clone())
             .default_backoff()
-            .modify(forget_managed_fields)
+            .modify(move |obj: &mut DynamicObject| keep_compared(&kind, obj))
             .reflect(writer)
             .touched_objects();
         with_children = with_children.owns_stream_with(events, resource.clone());
@@ -143,6 +144,15 @@ pub async fn run(
         },
     );
     controller::run(with_children, ctx, shutdown, reconcile::reconcile).await;
+}
+
+/// What a child store keeps: metadata (owner, applied hash) and the fields
+/// compared for drift; the TLS Secrets whole, for their certificates.
+pub fn keep_compared(kind: &str, obj: &mut DynamicObject) {
+    forget_managed_fields(obj);
+    if kind != "Secret" {
+        obj.data = desired::drift::compared_only(kind, &obj.data);
+    }
 }
 
 #[cfg(test)]
