@@ -9,7 +9,7 @@ pub mod watched;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures::Future;
+use futures::{Future, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, PartialObjectMeta};
@@ -128,9 +128,9 @@ pub async fn run(
         let events = watcher(api, owned.clone())
             .default_backoff()
             .modify(move |obj: &mut DynamicObject| keep_compared(&kind, obj))
-            .reflect(writer)
-            .touched_objects();
-        with_children = with_children.owns_stream_with(events, resource.clone());
+            .reflect(writer);
+        with_children =
+            with_children.owns_stream_with(changed_or_deleted(events), resource.clone());
         children.insert(resource.kind.clone(), (resource, store));
     }
     ctx.register_watched(
@@ -146,6 +146,33 @@ pub async fn run(
     controller::run(with_children, ctx, shutdown, reconcile::reconcile).await;
 }
 
+/// The objects of a child watch worth a reconcile: every deletion, and an
+/// object whose generation changed (or that has none). The status updates of
+/// HPAs and PDBs (every sync period) no longer wake their pipeline.
+fn changed_or_deleted(
+    events: impl Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<DynamicObject, watcher::Error>> + Send + 'static {
+    let mut seen: HashMap<String, i64> = HashMap::new();
+    events.filter_map(move |event| {
+        let item = match event {
+            Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) => {
+                let uid = obj.metadata.uid.clone().unwrap_or_default();
+                match obj.metadata.generation {
+                    Some(generation) if seen.insert(uid, generation) == Some(generation) => None,
+                    _ => Some(Ok(obj)),
+                }
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                seen.remove(obj.metadata.uid.as_deref().unwrap_or_default());
+                Some(Ok(obj))
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+            Err(error) => Some(Err(error)),
+        };
+        futures::future::ready(item)
+    })
+}
+
 /// What a child store keeps: metadata (owner, applied hash) and the fields
 /// compared for drift; the TLS Secrets whole, for their certificates.
 pub fn keep_compared(kind: &str, obj: &mut DynamicObject) {
@@ -157,3 +184,38 @@ pub fn keep_compared(kind: &str, obj: &mut DynamicObject) {
 
 #[cfg(test)]
 mod flow_tests;
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use kube::api::DynamicObject;
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::changed_or_deleted;
+
+    fn obj(uid: &str, generation: Option<i64>, rv: &str) -> DynamicObject {
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "X",
+            "metadata": {"name": uid, "uid": uid, "generation": generation, "resourceVersion": rv}}))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn status_updates_of_children_wake_nothing_deletions_always_do() {
+        let events = futures::stream::iter(vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(obj("hpa", Some(1), "1"))),
+            Ok(Event::InitDone),
+            Ok(Event::Apply(obj("hpa", Some(1), "2"))),
+            Ok(Event::Apply(obj("hpa", Some(2), "3"))),
+            Ok(Event::Apply(obj("cm", None, "4"))),
+            Ok(Event::Apply(obj("cm", None, "5"))),
+            Ok(Event::Delete(obj("hpa", Some(2), "6"))),
+        ]);
+        let passed: Vec<String> = changed_or_deleted(events)
+            .map(|o| o.unwrap().metadata.resource_version.unwrap())
+            .collect()
+            .await;
+        assert_eq!(passed, ["1", "3", "4", "5", "6"]);
+    }
+}
