@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::{DynamicObject, PartialObjectMeta};
@@ -254,7 +253,6 @@ fn watched(objects: &Objects) -> Result<Watched, Box<dyn Error>> {
     }
     let mut topics = start(Writer::<KafkaTopic>::default());
     let mut sinks = start(Writer::<CassandraSink>::default());
-    let mut deployments = start(Writer::<Deployment>::default());
     let mut secrets = start(Writer::<PartialObjectMeta<Secret>>::default());
     let mut children: HashMap<String, (ApiResource, Writer<DynamicObject>)> = watched_kinds()
         .into_iter()
@@ -270,9 +268,6 @@ fn watched(objects: &Objects) -> Result<Watched, Box<dyn Error>> {
             }
             "CassandraSink" => {
                 sinks.apply_watcher_event(&Event::InitApply(serde_json::from_value(value)?))
-            }
-            "Deployment" => {
-                deployments.apply_watcher_event(&Event::InitApply(serde_json::from_value(value)?))
             }
             _ => {
                 if kind == "Secret" {
@@ -291,7 +286,6 @@ fn watched(objects: &Objects) -> Result<Watched, Box<dyn Error>> {
     Ok(Watched {
         topics: done(topics),
         sinks: done(sinks),
-        deployments: done(deployments),
         children: children
             .into_iter()
             .map(|(kind, (resource, writer))| (kind, (resource, done(writer))))

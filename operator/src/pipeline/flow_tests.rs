@@ -876,14 +876,6 @@ fn watched_with(objects: &[Value], created: &[Seen]) -> super::watched::Watched 
             Writer::default(),
             vec![parse(object(objects, "CassandraSink", "results"))],
         ),
-        deployments: fill(
-            Writer::default(),
-            applied
-                .iter()
-                .filter(|o| o["kind"] == "Deployment")
-                .map(|o| parse(o.clone()))
-                .collect(),
-        ),
         children,
         secrets: fill(Writer::default(), secrets),
     }

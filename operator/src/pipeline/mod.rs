@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::{Future, Stream, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -49,12 +48,6 @@ pub async fn run(
         desired::MANAGED_BY
     ));
     // Each watch fills a store the reconciles read instead of the API server.
-    let (deployments, writer) = reflector::store();
-    let deployment_events = watcher(api_for::<Deployment>(&client, ns), owned.clone())
-        .default_backoff()
-        .modify(forget_managed_fields)
-        .reflect(writer)
-        .touched_objects();
     let (topics, writer) = reflector::store();
     let topic_events = watcher(
         api_for::<KafkaTopic>(&client, ns),
@@ -87,7 +80,6 @@ pub async fn run(
         .touched_objects();
 
     let with_watches = controller
-        .owns_stream(deployment_events)
         .watches_stream(topic_events, move |topic: KafkaTopic| {
             let name = topic.metadata.name.clone().unwrap_or_default();
             let namespace = topic.metadata.namespace.clone();
@@ -129,8 +121,12 @@ pub async fn run(
             .default_backoff()
             .modify(move |obj: &mut DynamicObject| keep_compared(&kind, obj))
             .reflect(writer);
-        with_children =
-            with_children.owns_stream_with(changed_or_deleted(events), resource.clone());
+        // A Deployment's status is the pipeline's: every change of it counts.
+        with_children = if resource.kind == "Deployment" {
+            with_children.owns_stream_with(events.touched_objects(), resource.clone())
+        } else {
+            with_children.owns_stream_with(changed_or_deleted(events), resource.clone())
+        };
         children.insert(resource.kind.clone(), (resource, store));
     }
     ctx.register_watched(
@@ -138,7 +134,6 @@ pub async fn run(
         watched::Watched {
             topics,
             sinks,
-            deployments,
             children,
             secrets,
         },
@@ -174,12 +169,34 @@ fn changed_or_deleted(
 }
 
 /// What a child store keeps: metadata (owner, applied hash) and the fields
-/// compared for drift; the TLS Secrets whole, for their certificates.
+/// compared for drift (for Deployments also selector, replicas and status);
+/// the TLS Secrets whole, for their certificates.
 pub fn keep_compared(kind: &str, obj: &mut DynamicObject) {
     forget_managed_fields(obj);
-    if kind != "Secret" {
-        obj.data = desired::drift::compared_only(kind, &obj.data);
+    if kind == "Secret" {
+        return;
     }
+    let mut kept = desired::drift::compared_only(kind, &obj.data);
+    if kind == "Deployment" {
+        // What the stage status reads, and what a Deployment must have to parse.
+        let containers = obj
+            .data
+            .pointer("/spec/template/spec/containers")
+            .and_then(|c| c.as_array())
+            .map_or(0, Vec::len);
+        let names = (0..containers).map(|i| format!("/spec/template/spec/containers/{i}/name"));
+        for pointer in [
+            "/spec/selector".to_owned(),
+            "/spec/replicas".to_owned(),
+            "/status".to_owned(),
+        ]
+        .into_iter()
+        .chain(names)
+        {
+            desired::drift::copy(&mut kept, &obj.data, &pointer);
+        }
+    }
+    obj.data = kept;
 }
 
 #[cfg(test)]

@@ -321,7 +321,7 @@ async fn read(
     name: &str,
 ) -> Result<Option<DynamicObject>> {
     if let Some(w) = watched {
-        match w.child(resource, namespace, name)? {
+        match w.child(resource, namespace, name) {
             Lookup::Found(obj) => return Ok(Some(*obj)),
             Lookup::Absent => return Ok(None),
             Lookup::Unknown => {}
@@ -472,7 +472,7 @@ async fn prune(
         // Only an object of ours is ever deleted, and ours carry the label
         // the watches select on: not in their store means nothing to do.
         let live = match watched {
-            Some(w) => match w.child(&resource, &inputs.namespace, &name)? {
+            Some(w) => match w.child(&resource, &inputs.namespace, &name) {
                 Lookup::Found(obj) => Some(*obj),
                 Lookup::Absent | Lookup::Unknown => None,
             },

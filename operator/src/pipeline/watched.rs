@@ -7,14 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DynamicObject, PartialObjectMeta};
 use kube::core::ApiResource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use taxistream_crds::{CassandraSink, KafkaTopic};
-
-use crate::error::{Error, Result};
 
 /// What a store says about one object.
 pub enum Lookup {
@@ -31,10 +28,8 @@ pub enum Lookup {
 pub struct Watched {
     pub topics: Store<KafkaTopic>,
     pub sinks: Store<CassandraSink>,
-    /// The Deployments labelled as the operator's.
-    pub deployments: Store<Deployment>,
-    /// The other children labelled as the operator's, by kind (the TLS
-    /// Secrets among them).
+    /// The children labelled as the operator's, by kind (the TLS Secrets
+    /// among them), trimmed to what a reconcile reads.
     pub children: HashMap<String, (ApiResource, Store<DynamicObject>)>,
     /// Metadata of every Secret.
     pub secrets: Store<PartialObjectMeta<Secret>>,
@@ -53,7 +48,6 @@ impl Watched {
     pub fn ready(&self) -> bool {
         ready(&self.topics)
             && ready(&self.sinks)
-            && ready(&self.deployments)
             && ready(&self.secrets)
             && self.children.values().all(|(_, s)| ready(s))
     }
@@ -74,26 +68,21 @@ impl Watched {
     }
 
     /// A child (or TLS Secret) of kind `resource`.
-    pub fn child(&self, resource: &ApiResource, namespace: &str, name: &str) -> Result<Lookup> {
-        let found = if resource.kind == "Deployment" {
-            typed(&self.deployments, namespace, name)
-                .map(|d| as_dynamic(&d, resource, name))
-                .transpose()?
-        } else if let Some((ar, store)) = self.children.get(&resource.kind) {
-            store
-                .get(&ObjectRef::new_with(name, ar.clone()).within(namespace))
-                .map(|o| Box::new(Arc::unwrap_or_clone(o)))
-        } else {
-            return Ok(Lookup::Unknown);
+    pub fn child(&self, resource: &ApiResource, namespace: &str, name: &str) -> Lookup {
+        let Some((ar, store)) = self.children.get(&resource.kind) else {
+            return Lookup::Unknown;
         };
-        Ok(match found {
+        let found = store
+            .get(&ObjectRef::new_with(name, ar.clone()).within(namespace))
+            .map(|o| Box::new(Arc::unwrap_or_clone(o)));
+        match found {
             Some(obj) => Lookup::Found(obj),
             // Every Secret's metadata is watched: absent there is absent.
             None if resource.kind == "Secret" && !self.secret_exists(namespace, name) => {
                 Lookup::Absent
             }
             None => Lookup::Unknown,
-        })
+        }
     }
 }
 
@@ -104,19 +93,4 @@ where
     store
         .get(&ObjectRef::new(name).within(namespace))
         .map(Arc::unwrap_or_clone)
-}
-
-/// A typed object as the dynamic object a read returns.
-fn as_dynamic<K: serde::Serialize>(
-    obj: &K,
-    resource: &ApiResource,
-    name: &str,
-) -> Result<Box<DynamicObject>> {
-    serde_json::to_value(obj)
-        .and_then(serde_json::from_value)
-        .map(Box::new)
-        .map_err(|source| Error::Encode {
-            what: format!("{}/{name}", resource.kind),
-            source,
-        })
 }

@@ -81,11 +81,16 @@ pub fn drifted(kind: &str, desired: &Value, live: &Value) -> Vec<String> {
 pub fn compared_only(kind: &str, live: &Value) -> Value {
     let mut out = Value::Object(serde_json::Map::new());
     for pointer in expanded(kind, live) {
-        if let Some(value) = live.pointer(&pointer) {
-            put(&mut out, &pointer, value.clone());
-        }
+        copy(&mut out, live, &pointer);
     }
     out
+}
+
+/// Copies the value at `pointer` in `from`, if any, to the same place in `to`.
+pub fn copy(to: &mut Value, from: &Value, pointer: &str) {
+    if let Some(value) = from.pointer(pointer) {
+        put(to, pointer, value.clone());
+    }
 }
 
 /// Sets `value` at `pointer` in `target`, creating objects and padding

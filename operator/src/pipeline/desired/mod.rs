@@ -257,16 +257,17 @@ pub fn build_all(
     Ok(out)
 }
 
-/// The kinds of children the pipeline watches generically (Deployments have
-/// a typed watch of their own): every kind `build_all` and the TLS issue
-/// apply besides Deployments.
+/// The kinds of children the pipeline watches: every kind `build_all` and
+/// the TLS issue apply.
 pub fn watched_kinds() -> Vec<ApiResource> {
+    use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     use k8s_openapi::api::batch::v1::CronJob;
     use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
     vec![
+        ApiResource::erase::<Deployment>(&()),
         ApiResource::erase::<ConfigMap>(&()),
         ApiResource::erase::<ServiceAccount>(&()),
         ApiResource::erase::<Role>(&()),
