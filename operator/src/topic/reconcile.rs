@@ -276,9 +276,16 @@ pub(crate) async fn apply_with<B: TopicBroker>(
             .await;
     }
     publish_transitions(ctx, &regarding, &old, &status.conditions).await;
-    // A change the broker does not show yet is looked at again soon, not
-    // at the next resync.
-    if outcome.creating || !outcome.plan.steps.is_empty() {
+    // A created topic or new partitions the metadata does not show yet are
+    // looked at again soon, not at the next resync. A config the broker
+    // still reports differently waits for the resync: reverting it again
+    // every few seconds would only repeat the same AlterConfigs.
+    let pending_growth = outcome
+        .plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::Create | Step::GrowPartitions(_)));
+    if outcome.creating || pending_growth {
         Ok(Action::requeue(PROGRESS_RECHECK))
     } else {
         Ok(Action::requeue(RESYNC))
