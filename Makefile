@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 ENV := . scripts/env.sh &&
 
-.PHONY: setup test test-external fmt fmt-check lint unit check-crds crds demo bench bench-e2e
+.PHONY: setup test test-external fmt fmt-check lint unit check-crds crds demo bench bench-e2e bench-operator
 
 setup:
 	bash scripts/setup.sh
@@ -57,6 +57,10 @@ bench:
 ## bench-e2e: only the end-to-end figure (file → PostgreSQL → Kafka → windows, real services).
 bench-e2e:
 	$(ENV) bash scripts/bench-e2e.sh
+
+## bench-operator: the pipeline reconciler, 1,000 pipelines, in-memory API server (README, "Operator reference").
+bench-operator:
+	$(ENV) cargo run --locked -q -p taxistream-operator --example bench_operator
 
 ## crds: regenerate the CRD YAML (crds/ and the chart's crds/).
 crds:

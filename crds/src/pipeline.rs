@@ -552,6 +552,11 @@ pub struct TaxiPipelineStatus {
     /// Hash of the rendered worker configuration the Deployments run with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// Partitions of the trips topic when it first became Ready. The relay
+    /// keys trips onto this many partitions for the pipeline's whole life,
+    /// so it bounds the aggregate workers that do work; never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trips_partitions: Option<i32>,
 }
 
 /// Replica counts of the three stages.

@@ -5,11 +5,14 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::error::backoff;
+use crate::events::Publisher;
 use crate::metrics::Metrics;
+use crate::pipeline::watched::Watched;
+use crate::topic::admin::KafkaAdmins;
 
 /// The one field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "taxistream-operator";
@@ -25,30 +28,34 @@ pub const DELETE_GIVE_UP: k8s_openapi::jiff::SignedDuration =
 pub struct Settings {
     /// Worker image used when a pipeline sets no `spec.image`.
     pub worker_image: String,
+    /// This replica's identity (`--identity`): the Events' reporting instance.
+    pub identity: String,
 }
 
 /// Handed to every reconcile and error policy.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub events: Publisher,
+    /// Kafka AdminClients, one per cluster and credentials.
+    pub kafka: KafkaAdmins,
     pub metrics: Arc<Metrics>,
     pub settings: Settings,
     /// Consecutive failures per object, for exponential requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The pipeline watches' stores per scope (`None`: all namespaces).
+    watched: Mutex<Vec<(Option<String>, Watched)>>,
 }
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>, settings: Settings) -> Self {
-        let reporter = Reporter {
-            controller: FIELD_MANAGER.to_owned(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: Publisher::new(client.clone(), FIELD_MANAGER, &settings.identity),
+            kafka: KafkaAdmins::default(),
             client,
             metrics,
             settings,
             failures: Mutex::new(HashMap::new()),
+            watched: Mutex::new(Vec::new()),
         }
     }
 
@@ -62,16 +69,33 @@ impl Context {
         action: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: action.to_owned(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
+        if let Err(error) = self
+            .events
+            .publish(regarding, type_, reason, action, note)
+            .await
+        {
             tracing::warn!(%error, reason, "could not publish event");
         }
+    }
+
+    /// Makes the stores of the pipeline watches of `scope` available to reconciles.
+    pub fn register_watched(&self, scope: Option<String>, watched: Watched) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((scope, watched));
+    }
+
+    /// The stores covering `namespace`, once they hold a full list; `None`
+    /// means read from the API server.
+    pub fn watched(&self, namespace: &str) -> Option<Watched> {
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(scope, _)| scope.as_deref().is_none_or(|s| s == namespace))
+            .map(|(_, w)| w.clone())
+            .filter(Watched::ready)
     }
 
     /// Records one more failure of `key` and returns the requeue delay.

@@ -68,11 +68,20 @@ pub enum Error {
 }
 
 impl Error {
-    /// A short, bounded label for the failures metric.
+    /// A short, bounded label for the failures metric. Every reconcile runs
+    /// inside `finalizer()`, so its wrapper is looked through: the label
+    /// names what actually failed.
     pub fn metric_label(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as Finalizer;
         match self {
             Error::Kube(_) => "kube",
-            Error::Finalizer { .. } => "finalizer",
+            Error::Finalizer { source, .. } => match source.as_ref() {
+                Finalizer::ApplyFailed(inner) | Finalizer::CleanupFailed(inner) => {
+                    inner.metric_label()
+                }
+                Finalizer::AddFinalizer(_) | Finalizer::RemoveFinalizer(_) => "kube",
+                _ => "finalizer",
+            },
             Error::MissingField(..) => "missing_field",
             Error::Encode { .. } => "encode",
             Error::Decode { .. } => "decode",
@@ -105,6 +114,32 @@ pub fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_failure_label_names_the_error_inside_the_finalizer() {
+        use kube::runtime::finalizer::Error as Finalizer;
+        let secret = Error::Secret {
+            namespace: "taxi".into(),
+            name: "kafka-user".into(),
+            problem: "not found".into(),
+        };
+        let wrapped = Error::finalizer(
+            "KafkaTopic taxi/trips".into(),
+            Finalizer::ApplyFailed(secret),
+        );
+        assert_eq!(wrapped.metric_label(), "secret");
+        let cassandra = Error::Cassandra {
+            keyspace: "ks".into(),
+            message: "down".into(),
+        };
+        let wrapped = Error::finalizer(
+            "CassandraSink taxi/r".into(),
+            Finalizer::CleanupFailed(cassandra),
+        );
+        assert_eq!(wrapped.metric_label(), "cassandra");
+        let wrapped = Error::finalizer("x".into(), Finalizer::UnnamedObject);
+        assert_eq!(wrapped.metric_label(), "finalizer");
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

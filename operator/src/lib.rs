@@ -5,8 +5,11 @@
 //! - [`topic`]: the Kafka AdminClient creates, grows and de-drifts topics;
 //! - [`sink`]: keyspace and results-table DDL through the `scylla` driver.
 
+pub mod conditions;
 pub mod context;
+pub mod controller;
 pub mod error;
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod pipeline;

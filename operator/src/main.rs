@@ -126,52 +126,36 @@ async fn run(args: Args) -> Result<(), String> {
         signal_tx.send(true).ok();
     });
 
-    let mut lease = None;
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("taxistream-operator-{}", std::process::id()));
+    let mut leadership = None;
     if !args.no_leader_election {
-        let identity = args
-            .identity
-            .clone()
-            .unwrap_or_else(|| format!("taxistream-operator-{}", std::process::id()));
         let settings = LeaseSettings {
             namespace: args.lease_namespace.clone(),
             name: args.lease_name.clone(),
             identity: identity.clone(),
             duration_seconds: args.lease_duration,
         };
-        let (mut leading, task) = leader::elect(client.clone(), &settings)
-            .await
-            .map_err(|e| format!("leader election: {e}"))?;
         // A standby is healthy and ready: it takes over when the leader goes.
         health.set_ready(true);
         tracing::info!(%identity, lease = %settings.name, "waiting for leadership");
-        let mut stop = stop_rx.clone();
-        let won = tokio::select! {
-            won = leading.wait_for(|l| *l) => won.map(|_| true).map_err(|e| format!("leader election stopped: {e}")),
-            _ = stop.wait_for(|s| *s) => Ok(false),
-        };
-        if !won? {
-            drop(leading);
-            task.await.ok();
+        let elected = leader::lead(client.clone(), &settings, stop_rx.clone(), stop_tx.clone())
+            .await
+            .map_err(|e| format!("leader election: {e}"))?;
+        let Some(elected) = elected else {
             server.await.ok();
             return Ok(());
-        }
+        };
         tracing::info!(%identity, "leading; starting controllers");
-        let lost_tx = stop_tx.clone();
-        let mut watch_leading = leading.clone();
-        tokio::spawn(async move {
-            if watch_leading.wait_for(|l| !*l).await.is_ok() {
-                tracing::error!(
-                    "lost leadership; stopping so a fresh process can rejoin the election"
-                );
-                lost_tx.send(true).ok();
-            }
-        });
-        lease = Some((leading, task));
+        leadership = Some(elected);
     }
     health.set_ready(true);
 
     let settings = Settings {
         worker_image: args.worker_image.clone(),
+        identity,
     };
     let ctx = Arc::new(Context::new(client, metrics, settings));
     let shutdown = || {
@@ -210,11 +194,9 @@ async fn run(args: Args) -> Result<(), String> {
     }
     tracing::info!("controllers stopped");
     stop_tx.send(true).ok();
-    if let Some((leading, task)) = lease {
-        // Dropping the receiver makes the lease manager release the Lease,
-        // so a standby takes over without waiting for it to expire.
-        drop(leading);
-        task.await.ok();
+    if let Some(leadership) = leadership {
+        // Only now, with no reconcile running, may a standby take over.
+        leadership.release().await;
     }
     server.await.ok();
     Ok(())

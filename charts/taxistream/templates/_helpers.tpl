@@ -85,23 +85,25 @@ create as well as patch.
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
 # Secrets: the pipeline's TLS Secrets, and reading the user's connection Secrets.
+# Every child is watched (label app.kubernetes.io/managed-by), and Secrets'
+# metadata, so a settled pipeline is reconciled from memory.
 - apiGroups: [""]
   resources: ["configmaps", "secrets", "serviceaccounts", "services"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # The per-pipeline Role grants only what this role holds (RBAC forbids escalation).
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Deleted when autoscaling is turned off, or the schedule removed.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
-  verbs: ["get", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -30,6 +30,12 @@ fn fixture() -> Vec<Value> {
                     "lastTransitionTime": "2026-01-01T00:00:00Z"
                 }]});
             }
+            if v["kind"] == "KafkaTopic" {
+                // What the broker reports; 6 is the CRD's default.
+                v["status"]["partitions"] = v["spec"]["partitions"]
+                    .as_i64()
+                    .map_or(json!(6), |p| json!(p));
+            }
             v
         })
         .collect()
@@ -148,29 +154,54 @@ async fn create(objects: &[Value]) -> Vec<Seen> {
 
 async fn create_with(objects: &[Value], postgres_exists: bool) -> Vec<Seen> {
     let p = pipeline(objects, true);
+    let events = if postgres_exists { 2 } else { 3 };
+    create_script(
+        p,
+        objects,
+        postgres_exists,
+        &CHILDREN,
+        prune_reads(),
+        events,
+    )
+    .await
+}
+
+/// Creation of `p` whose children are `children` (in apply order): every
+/// read first, then TLS issue and every apply, then the prune reads, the
+/// status and `events` Events.
+async fn create_script(
+    p: TaxiPipeline,
+    objects: &[Value],
+    postgres_exists: bool,
+    children: &[&str],
+    prune: Vec<Expect>,
+    events: usize,
+) -> Vec<Seen> {
     let (ctx, handle) = mock_context();
     let mut script = dependency_reads(objects, false);
     script.push(Expect::get(POSTGRES, postgres_exists.then(postgres_secret)));
-    script.extend([
-        Expect::get(CA, None),
-        Expect::get(CERT, None),
-        Expect::apply(CA),
-        Expect::apply(CERT),
-    ]);
-    for child in CHILDREN {
-        script.push(Expect::get(child, None));
-        script.push(Expect::apply(child));
-    }
-    script.extend(prune_reads());
+    script.extend([Expect::get(CA, None), Expect::get(CERT, None)]);
+    script.extend(children.iter().map(|child| Expect::get(*child, None)));
+    script.extend([Expect::apply(CA), Expect::apply(CERT)]);
+    script.extend(children.iter().map(|child| Expect::apply(*child)));
+    script.extend(prune);
     script.push(Expect::apply_status(
         format!("{API}/taxipipelines/demo/status"),
         object(objects, "TaxiPipeline", "demo"),
     ));
-    script.push(Expect::event(NS));
-    script.push(Expect::event(NS));
+    script.extend((0..events).map(|_| Expect::event(NS)));
     let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
     result.unwrap();
     seen
+}
+
+/// Where the writes of a pass over a settled pipeline go: after every read
+/// of a child, before the prune reads.
+fn first_prune_read(script: &[Expect]) -> usize {
+    script
+        .iter()
+        .position(|e| e.path.contains("/horizontalpodautoscalers/"))
+        .unwrap()
 }
 
 #[tokio::test]
@@ -195,6 +226,10 @@ async fn a_new_pipeline_creates_its_children_and_sets_conditions() {
         let body = &find(&seen, Method::PATCH, child).body;
         assert_eq!(
             body["metadata"]["ownerReferences"][0]["uid"], "uid-demo",
+            "{child}"
+        );
+        assert_eq!(
+            body["metadata"]["ownerReferences"][0]["blockOwnerDeletion"], true,
             "{child}"
         );
         assert!(
@@ -490,7 +525,8 @@ async fn an_expiring_worker_certificate_is_renewed_and_the_rotation_recorded() {
     let at = script.iter().position(|e| e.path == CERT).unwrap();
     script[at] = Expect::get(CERT, Some(expiring));
     // Renewal keeps the CA: only the worker Secret is written.
-    script.insert(at + 1, Expect::apply(CERT));
+    let at = first_prune_read(&script);
+    script.insert(at, Expect::apply(CERT));
     script.push(Expect::apply_status(
         status_path.clone(),
         object(&objects, "TaxiPipeline", "demo"),
@@ -542,6 +578,12 @@ async fn a_missing_secret_is_named_in_workers_available() {
             .starts_with("Secret postgres not found"),
         "{workers}"
     );
+    // A new pipeline says so with a Warning too, not only in its status.
+    let warning = seen
+        .iter()
+        .find(|s| s.method == Method::POST && s.body["reason"] == "SecretNotFound")
+        .expect("a SecretNotFound Event");
+    assert_eq!(warning.body["type"], "Warning");
     // The children are still applied, so the pods start once the Secret appears.
     assert!(
         seen.iter()
@@ -564,6 +606,8 @@ async fn a_child_owned_by_someone_else_is_left_alone_and_reported() {
     let mut script = settled_reads(&objects, &created);
     let at = script.iter().position(|e| e.path == ingest).unwrap();
     script[at] = Expect::get(ingest, Some(foreign));
+    // A conflict stops the pass before anything is written or pruned.
+    script.truncate(first_prune_read(&script));
     script.push(Expect::apply_status(
         status_path.clone(),
         object(&objects, "TaxiPipeline", "demo"),
@@ -581,7 +625,7 @@ async fn a_child_owned_by_someone_else_is_left_alone_and_reported() {
     assert_eq!(degraded["reason"], "ChildConflict");
     assert_eq!(
         degraded["message"],
-        "not controlled by this TaxiPipeline, so left alone: Deployment/demo-ingest; delete or rename them"
+        "not controlled by this TaxiPipeline, so left alone: Deployment/demo-ingest; delete or rename them. Nothing is applied until then"
     );
     assert_eq!(condition(status, "WorkersAvailable")["status"], "False");
     assert_eq!(seen.last().unwrap().body["reason"], "ChildConflict");
@@ -601,7 +645,8 @@ async fn out_of_band_edits_to_a_child_are_reverted() {
     let at = script.iter().position(|e| e.path == sink).unwrap();
     script[at] = Expect::get(sink, Some(scaled));
     // The server answers with the reverted Deployment, rolled out.
-    script.insert(at + 1, Expect::patch(sink, live(&created, sink)));
+    let at = first_prune_read(&script);
+    script.insert(at, Expect::patch(sink, live(&created, sink)));
     script.push(Expect::event(NS));
     let (ctx, handle) = mock_context();
     let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
@@ -612,5 +657,243 @@ async fn out_of_band_edits_to_a_child_are_reverted() {
     assert_eq!(
         seen.last().unwrap().body["note"],
         "applied Deployment/demo-sink"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_config_map_on_a_new_pipeline_stops_every_write() {
+    let objects = fixture();
+    let p = pipeline(&objects, true);
+    let config = CHILDREN[0];
+    let foreign = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "demo-config", "namespace": NS},
+        "data": {"worker.yaml": "kafka: {bootstrapServers: elsewhere:9092}"}});
+    let (ctx, handle) = mock_context();
+    let mut script = dependency_reads(&objects, false);
+    script.push(Expect::get(POSTGRES, Some(postgres_secret())));
+    script.extend([Expect::get(CA, None), Expect::get(CERT, None)]);
+    script.push(Expect::get(config, Some(foreign)));
+    script.extend(CHILDREN[1..].iter().map(|child| Expect::get(*child, None)));
+    script.push(Expect::apply_status(
+        format!("{API}/taxipipelines/demo/status"),
+        object(&objects, "TaxiPipeline", "demo"),
+    ));
+    script.push(Expect::event(NS));
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    let writes: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.is_write() && s.method != Method::POST)
+        .map(|s| s.path.as_str())
+        .collect();
+    assert_eq!(
+        writes,
+        vec![format!("{API}/taxipipelines/demo/status").as_str()],
+        "no Deployment may mount a ConfigMap someone else wrote"
+    );
+    let status = &seen[seen.len() - 2].body["status"];
+    assert_eq!(condition(status, "Degraded")["reason"], "ChildConflict");
+    assert_eq!(
+        condition(status, "WorkersAvailable")["reason"],
+        "NotCreated"
+    );
+    assert_eq!(seen.last().unwrap().body["reason"], "ChildConflict");
+}
+
+#[tokio::test]
+async fn an_autoscaled_stage_starts_at_min_replicas_and_ignored_replicas_are_reported() {
+    let objects = fixture();
+    let mut p = pipeline(&objects, true);
+    // What `kubectl scale tp/demo --replicas=5` leaves when the stage autoscales.
+    p.spec.workers.aggregate.replicas = 5;
+    p.spec.workers.aggregate.autoscaling =
+        Some(serde_json::from_value(json!({"minReplicas": 2, "maxReplicas": 4})).unwrap());
+    let hpa = "/apis/autoscaling/v2/namespaces/taxi/horizontalpodautoscalers/demo-aggregate";
+    let mut children = CHILDREN.to_vec();
+    children.push(hpa);
+    let prune = vec![
+        Expect::get(
+            "/apis/autoscaling/v2/namespaces/taxi/horizontalpodautoscalers/demo-sink",
+            None,
+        ),
+        Expect::get(
+            "/apis/batch/v1/namespaces/taxi/cronjobs/demo-ingest-schedule",
+            None,
+        ),
+    ];
+    let seen = create_script(p, &objects, true, &children, prune, 3).await;
+    let aggregate = &find(&seen, Method::PATCH, CHILDREN[5]).body;
+    assert_eq!(aggregate["spec"]["replicas"], 2, "starts at minReplicas");
+    assert_eq!(
+        find(&seen, Method::PATCH, hpa).body["spec"]["minReplicas"],
+        2
+    );
+    let ignored = seen
+        .iter()
+        .find(|s| s.method == Method::POST && s.body["reason"] == "ReplicasIgnored")
+        .expect("a ReplicasIgnored Event");
+    assert_eq!(ignored.body["type"], "Warning");
+    assert!(
+        ignored.body["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.workers.aggregate.replicas is 5 but the aggregate stage autoscales"),
+        "{}",
+        ignored.body["note"]
+    );
+}
+
+#[tokio::test]
+async fn the_trips_partitions_are_pinned_and_a_grown_trips_topic_is_reported() {
+    let objects = fixture();
+    let created = create(&objects).await;
+    let status_path = format!("{API}/taxipipelines/demo/status");
+    assert_eq!(
+        find(&created, Method::PATCH, &status_path).body["status"]["tripsPartitions"],
+        6,
+        "pinned when the trips topic is first Ready"
+    );
+    let p = settled(&objects, &created).await;
+
+    // Someone grew the trips topic to 12 partitions.
+    let trips_path = format!("{API}/kafkatopics/trips");
+    let mut grown = object(&objects, "KafkaTopic", "trips");
+    grown["spec"]["partitions"] = json!(12);
+    grown["status"]["partitions"] = json!(12);
+    let mut script = settled_reads(&objects, &created);
+    let at = script.iter().position(|e| e.path == trips_path).unwrap();
+    script[at] = Expect::get(trips_path.clone(), Some(grown.clone()));
+    script.push(Expect::apply_status(
+        status_path.clone(),
+        object(&objects, "TaxiPipeline", "demo"),
+    ));
+    script.push(Expect::event(NS));
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p.clone()), ctx)).await;
+    result.unwrap();
+    let status = &find(&seen, Method::PATCH, &status_path).body["status"];
+    assert_eq!(
+        status["tripsPartitions"], 6,
+        "never changed after it is pinned"
+    );
+    let topics = condition(status, "TopicsReady");
+    assert_eq!(
+        (&topics["status"], &topics["reason"]),
+        (&json!("True"), &json!("TripsTopicGrown"))
+    );
+    assert!(
+        topics["message"]
+            .as_str()
+            .unwrap()
+            .contains("keeps every trip key on the first 6 partitions"),
+        "{topics}"
+    );
+    assert_eq!(condition(status, "Ready")["status"], "True");
+    let event = seen.last().unwrap();
+    assert_eq!(
+        (&event.body["type"], &event.body["reason"]),
+        (&json!("Warning"), &json!("TripsTopicGrown"))
+    );
+    // The workers' Deployments were not touched: the pinned count still
+    // bounds them, whatever the topic now has.
+    assert!(
+        seen.iter()
+            .all(|s| s.method != Method::PATCH || s.path == status_path)
+    );
+
+    // Once reported, the next pass is quiet again.
+    let mut p = p;
+    p.status = serde_json::from_value(status.clone()).unwrap();
+    let mut script = settled_reads(&objects, &created);
+    script[at] = Expect::get(trips_path, Some(grown));
+    let (ctx, handle) = mock_context();
+    let (result, seen) = run(handle, script, reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    assert!(seen.iter().all(|s| !s.is_write()));
+}
+
+/// Stores as the pipeline watches fill them after their first list: what
+/// `created` applied, and the referenced Secret.
+fn watched_with(objects: &[Value], created: &[Seen]) -> super::watched::Watched {
+    use kube::runtime::reflector::{self, store::Writer};
+    use kube::runtime::watcher::Event;
+    fn fill<K>(mut writer: Writer<K>, items: Vec<K>) -> reflector::Store<K>
+    where
+        K: kube::Resource + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        let store = writer.as_reader();
+        writer.apply_watcher_event(&Event::Init);
+        for item in items {
+            writer.apply_watcher_event(&Event::InitApply(item));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        // The store reads as ready only while its writer lives.
+        std::mem::forget(writer);
+        store
+    }
+    fn parse<K: serde::de::DeserializeOwned>(v: Value) -> K {
+        serde_json::from_value(v).unwrap()
+    }
+    let applied: Vec<Value> = created
+        .iter()
+        .filter(|s| s.method == Method::PATCH && !s.path.ends_with("/status"))
+        .map(|s| live(created, &s.path))
+        .collect();
+    let children = super::desired::watched_kinds()
+        .into_iter()
+        .map(|resource| {
+            // Trimmed as the watches trim them.
+            let items = applied
+                .iter()
+                .filter(|o| o["kind"] == resource.kind.as_str())
+                .map(|o| {
+                    let mut obj = parse(o.clone());
+                    super::keep_compared(&resource.kind, &mut obj);
+                    obj
+                })
+                .collect();
+            let store = fill(Writer::new(resource.clone()), items);
+            (resource.kind.clone(), (resource, store))
+        })
+        .collect();
+    let secrets = applied
+        .iter()
+        .filter(|o| o["kind"] == "Secret")
+        .cloned()
+        .chain([postgres_secret()])
+        .map(parse)
+        .collect();
+    super::watched::Watched {
+        topics: fill(
+            Writer::default(),
+            ["trips", "aggregates", "dead-letters"]
+                .into_iter()
+                .map(|n| parse(object(objects, "KafkaTopic", n)))
+                .collect(),
+        ),
+        sinks: fill(
+            Writer::default(),
+            vec![parse(object(objects, "CassandraSink", "results"))],
+        ),
+        children,
+        secrets: fill(Writer::default(), secrets),
+    }
+}
+
+#[tokio::test]
+async fn a_settled_pipeline_reads_watched_objects_from_memory() {
+    let objects = fixture();
+    let created = create(&objects).await;
+    let p = settled(&objects, &created).await;
+    let (ctx, handle) = mock_context();
+    ctx.register_watched(Some(NS.to_owned()), watched_with(&objects, &created));
+    // Everything is in the watches' stores: not a single request.
+    let (result, seen) = run(handle, Vec::new(), reconcile(Arc::new(p), ctx)).await;
+    result.unwrap();
+    assert!(
+        seen.is_empty(),
+        "{:#?}",
+        seen.iter().map(|s| &s.path).collect::<Vec<_>>()
     );
 }

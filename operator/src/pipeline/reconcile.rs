@@ -14,59 +14,40 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::ApiResource;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use taxistream_crds::pipeline::{PipelinePhase, TlsStatus};
-use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline, TaxiPipelineStatus, conditions};
+use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline, conditions};
 
 use super::desired::{
     self, ANNOTATION_APPLIED_HASH, Desired, Inputs, ResolvedTopics, Stage, config, names, tls,
 };
 use super::status::{self, Dependency, Observed};
 use super::validate;
+use super::watched::{Lookup, Watched};
 use crate::context::{Context, FIELD_MANAGER};
+use crate::controller::{self, Reconciled};
 use crate::error::{Error, Result};
 
 pub const FINALIZER: &str = "taxistream.dev/pipeline";
-const CONTROLLER: &str = "pipeline";
 /// Periodic re-check: certificate renewal and drift of children.
 const RESYNC: Duration = Duration::from_secs(300);
 /// Re-check for a referenced Secret that does not exist yet.
 const SECRET_RECHECK: Duration = Duration::from_secs(30);
 
 pub async fn reconcile(pipeline: Arc<TaxiPipeline>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let namespace = pipeline.namespace().ok_or_else(|| {
-        Error::MissingField(
-            format!("TaxiPipeline {}", pipeline.name_any()),
-            "metadata.namespace",
-        )
-    })?;
-    let object = format!("TaxiPipeline {namespace}/{}", pipeline.name_any());
-    let api: Api<TaxiPipeline> = Api::namespaced(ctx.client.clone(), &namespace);
-    let reference = ObjectRef::from_obj(&*pipeline);
-    let action = finalizer(&api, FINALIZER, pipeline, |event| async {
-        match event {
-            Event::Apply(p) => apply(&p, &ctx).await,
-            Event::Cleanup(p) => cleanup(&p, &ctx).await,
-        }
-    })
+    let ctx = &*ctx;
+    controller::reconcile(
+        pipeline,
+        ctx,
+        |p| async move { apply(&p, ctx).await },
+        |p| async move { cleanup(&p, ctx).await },
+    )
     .await
-    .map_err(|e| Error::finalizer(object, e))?;
-    ctx.succeeded(&reference);
-    Ok(action)
-}
-
-pub fn error_policy(pipeline: Arc<TaxiPipeline>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(CONTROLLER, error.metric_label());
-    let delay = ctx.failed(&ObjectRef::from_obj(&*pipeline));
-    tracing::warn!(pipeline = %pipeline.name_any(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 fn topic_dependency(topic: Option<&KafkaTopic>, bootstrap: &str) -> Dependency {
@@ -105,6 +86,9 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
     let topics_api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
     let sinks_api: Api<CassandraSink> = Api::namespaced(ctx.client.clone(), &namespace);
 
+    // What the watches hold is read from memory; without them (or before
+    // their first list) from the API server.
+    let watched = ctx.watched(&namespace);
     let mut observed = Observed {
         invalid: validate::check(spec),
         ..Observed::default()
@@ -115,7 +99,10 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
         ("aggregates", &spec.topics.aggregates),
         ("deadLetters", &spec.topics.dead_letters),
     ] {
-        let topic = topics_api.get_opt(name).await?;
+        let topic = match &watched {
+            Some(w) => w.topic(&namespace, name),
+            None => topics_api.get_opt(name).await?,
+        };
         observed.topics.push((
             field,
             name.clone(),
@@ -123,7 +110,10 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
         ));
         found.push(topic);
     }
-    let sink = sinks_api.get_opt(&spec.cassandra_sink).await?;
+    let sink = match &watched {
+        Some(w) => w.sink(&namespace, &spec.cassandra_sink),
+        None => sinks_api.get_opt(&spec.cassandra_sink).await?,
+    };
     observed.sink = Some((
         spec.cassandra_sink.clone(),
         match &sink {
@@ -131,6 +121,19 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
             Some(s) => ready_dependency(s.status.as_ref().map(|s| s.conditions.as_slice())),
         },
     ));
+
+    // The trips partitions as the broker reports them once the topic is Ready.
+    observed.trips_partitions = found[0]
+        .as_ref()
+        .filter(|_| {
+            observed
+                .topics
+                .first()
+                .is_some_and(|(_, _, d)| *d == Dependency::Ready)
+        })
+        .and_then(|t| t.status.as_ref())
+        .and_then(|s| s.partitions);
+    let pinned = pipeline.status.as_ref().and_then(|s| s.trips_partitions);
 
     let mut written: Vec<String> = Vec::new();
     let mut tls_event = None;
@@ -141,7 +144,7 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
             trips: trips.topic_name().to_owned(),
             aggregates: aggregates.topic_name().to_owned(),
             dead_letters: dead_letters.topic_name().to_owned(),
-            trips_partitions: partitions(trips),
+            trips_partitions: pinned.unwrap_or_else(|| partitions(trips)),
             aggregates_partitions: partitions(aggregates),
         };
         let inputs = Inputs::new(pipeline, &ctx.settings.worker_image, topics, &sink.spec)?;
@@ -169,10 +172,25 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
     if pipeline.status.as_ref() != Some(&new_status) {
-        patch_status(ctx, pipeline, &new_status).await?;
+        controller::patch_status(ctx, pipeline, &new_status).await?;
     }
 
     let regarding = pipeline.object_ref(&());
+    // Once per spec change: the generation the status has not described yet.
+    let new_spec = pipeline.status.as_ref().and_then(|s| s.observed_generation)
+        != pipeline.metadata.generation;
+    if new_spec {
+        for note in validate::ignored_replicas(spec) {
+            ctx.event(
+                &regarding,
+                EventType::Warning,
+                "ReplicasIgnored",
+                "Reconcile",
+                note,
+            )
+            .await;
+        }
+    }
     if !written.is_empty() {
         ctx.event(
             &regarding,
@@ -210,8 +228,14 @@ async fn apply(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
     }
 }
 
-/// Issues TLS material, applies every child, prunes the unwanted ones and
-/// records what it saw in `observed`. Returns the TLS Event, if any.
+/// Reads every child, and unless one of them (or a TLS Secret) belongs to
+/// someone else, issues TLS material, applies the children that differ and
+/// prunes the unwanted ones. Records what it saw in `observed`; returns the
+/// TLS Event, if any.
+///
+/// A conflict stops every write: the workers mount the ConfigMap and the
+/// TLS Secrets, run as the ServiceAccount, and the HPAs and PDBs act on the
+/// Deployments, so nothing may be created that would use a foreign object.
 async fn apply_children(
     ctx: &Context,
     pipeline: &TaxiPipeline,
@@ -222,57 +246,121 @@ async fn apply_children(
     written: &mut Vec<String>,
 ) -> Result<Option<(&'static str, String)>> {
     let (config_map, hash) = config::config_map(inputs, worker_config)?;
-    observed.missing_secrets = missing_secrets(ctx, inputs).await?;
-    let mut conflicts = Vec::new();
-    let (tls_status, tls_event) =
-        ensure_tls(ctx, inputs, pipeline, now, written, &mut conflicts).await?;
-    observed.tls = tls_status;
-    observed.config_hash = Some(hash.clone());
+    let watched = ctx.watched(&inputs.namespace);
+    let watched = watched.as_ref();
+    observed.missing_secrets = missing_secrets(ctx, watched, inputs).await?;
+    let tls_live = read_tls(ctx, watched, inputs).await?;
     let children = desired::build_all(inputs, &hash, &config_map)?;
-    let wanted: Vec<(String, String)> = children
-        .iter()
-        .map(|c| (c.resource.kind.clone(), c.name.clone()))
-        .collect();
-    let mut deployments = Vec::new();
-    for child in children {
-        let is_deployment = child.resource.kind == "Deployment";
-        let name = child.name.clone();
-        match apply_child(ctx, inputs, child, written).await? {
-            Applied::Object(obj) if is_deployment => {
-                let d: Deployment = obj.try_parse().map_err(|source| Error::Decode {
-                    what: format!("Deployment {name}"),
-                    source,
-                })?;
-                if let Some(stage) = Stage::ALL
-                    .into_iter()
-                    .find(|s| names::deployment(&inputs.name, *s) == name)
-                {
-                    deployments.push((stage, d));
-                }
-            }
-            Applied::Object(_) => {}
-            Applied::Conflict(what) => conflicts.push(what),
-        }
+    let mut live = Vec::with_capacity(children.len());
+    for child in &children {
+        live.push(
+            read(
+                ctx,
+                watched,
+                &child.resource,
+                &inputs.namespace,
+                &child.name,
+            )
+            .await?,
+        );
     }
-    prune(ctx, inputs, &wanted, written).await?;
+    let conflicts: Vec<String> = tls_live
+        .foreign(inputs)
+        .into_iter()
+        .chain(children.iter().zip(&live).filter_map(|(child, live)| {
+            live.as_ref()
+                .filter(|l| !controlled_by_us(&l.metadata, inputs))
+                .map(|_| child.describe())
+        }))
+        .collect();
     if !conflicts.is_empty() {
         observed.invalid = Some((
             "ChildConflict",
             format!(
-                "not controlled by this TaxiPipeline, so left alone: {}; delete or rename them",
+                "not controlled by this TaxiPipeline, so left alone: {}; delete or rename them. Nothing is applied until then",
                 conflicts.join(", ")
             ),
         ));
+        let ours = children
+            .iter()
+            .zip(live)
+            .filter_map(|(child, live)| {
+                live.map(|l| (child.resource.kind.clone(), child.name.clone(), l))
+            })
+            .filter(|(_, _, l)| controlled_by_us(&l.metadata, inputs));
+        let deployments = stage_deployments(inputs, ours)?;
+        observed.deployments = (!deployments.is_empty()).then_some(deployments);
+        return Ok(None);
     }
-    observed.deployments = Some(deployments);
+
+    let (tls_status, tls_event) = ensure_tls(ctx, inputs, pipeline, tls_live, now, written).await?;
+    observed.tls = Some(tls_status);
+    observed.config_hash = Some(hash.clone());
+    let wanted: Vec<(String, String)> = children
+        .iter()
+        .map(|c| (c.resource.kind.clone(), c.name.clone()))
+        .collect();
+    let mut applied = Vec::new();
+    for (child, live) in children.into_iter().zip(live) {
+        let (kind, name) = (child.resource.kind.clone(), child.name.clone());
+        let obj = apply_child(ctx, inputs, child, live, written).await?;
+        applied.push((kind, name, obj));
+    }
+    prune(ctx, watched, inputs, &wanted, written).await?;
+    observed.deployments = Some(stage_deployments(inputs, applied.into_iter())?);
     Ok(tls_event)
+}
+
+/// `resource`/`name` as the watches hold it, or as the API server has it
+/// when they cannot tell (not started, or not a labelled child).
+async fn read(
+    ctx: &Context,
+    watched: Option<&Watched>,
+    resource: &ApiResource,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<DynamicObject>> {
+    if let Some(w) = watched {
+        match w.child(resource, namespace, name) {
+            Lookup::Found(obj) => return Ok(Some(*obj)),
+            Lookup::Absent => return Ok(None),
+            Lookup::Unknown => {}
+        }
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, resource);
+    Ok(api.get_opt(name).await?)
+}
+
+/// The stage Deployments among `(kind, name, object)` children.
+fn stage_deployments(
+    inputs: &Inputs<'_>,
+    children: impl Iterator<Item = (String, String, DynamicObject)>,
+) -> Result<Vec<(Stage, Deployment)>> {
+    let mut out = Vec::new();
+    for (kind, name, obj) in children {
+        let Some(stage) = Stage::ALL
+            .into_iter()
+            .find(|s| names::deployment(&inputs.name, *s) == name)
+        else {
+            continue;
+        };
+        if kind != "Deployment" {
+            continue;
+        }
+        let d: Deployment = obj.try_parse().map_err(|source| Error::Decode {
+            what: format!("Deployment {name}"),
+            source,
+        })?;
+        out.push((stage, d));
+    }
+    Ok(out)
 }
 
 async fn cleanup(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
     if pipeline.status.as_ref().and_then(|s| s.phase) != Some(PipelinePhase::Deleting) {
         let mut status = pipeline.status.clone().unwrap_or_default();
         status.phase = Some(PipelinePhase::Deleting);
-        patch_status(ctx, pipeline, &status).await?;
+        controller::patch_status(ctx, pipeline, &status).await?;
     }
     ctx.event(
         &pipeline.object_ref(&()),
@@ -283,36 +371,6 @@ async fn cleanup(pipeline: &TaxiPipeline, ctx: &Context) -> Result<Action> {
     )
     .await;
     Ok(Action::await_change())
-}
-
-async fn patch_status(
-    ctx: &Context,
-    pipeline: &TaxiPipeline,
-    status: &TaxiPipelineStatus,
-) -> Result<()> {
-    let api: Api<TaxiPipeline> = Api::namespaced(
-        ctx.client.clone(),
-        &pipeline.namespace().unwrap_or_default(),
-    );
-    let body = json!({
-        "apiVersion": TaxiPipeline::api_version(&()),
-        "kind": TaxiPipeline::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &pipeline.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    ctx.metrics.write(CONTROLLER);
-    Ok(())
-}
-
-enum Applied {
-    Object(Box<DynamicObject>),
-    /// An object of that name exists and another owner controls it.
-    Conflict(String),
 }
 
 fn hash_of(value: &serde_json::Value) -> String {
@@ -327,13 +385,15 @@ fn controlled_by_us(meta: &kube::api::ObjectMeta, inputs: &Inputs<'_>) -> bool {
         .any(|o| o.uid == inputs.owner.uid && o.controller == Some(true))
 }
 
-/// Applies `child` unless the live object already carries its hash.
+/// Applies `child` unless `live` (ours, read just before) already carries
+/// its hash and shows no drift.
 async fn apply_child(
     ctx: &Context,
     inputs: &Inputs<'_>,
     mut child: Desired,
+    live: Option<DynamicObject>,
     written: &mut Vec<String>,
-) -> Result<Applied> {
+) -> Result<DynamicObject> {
     let hash = hash_of(&child.object);
     if let Some(meta) = child
         .object
@@ -345,25 +405,23 @@ async fn apply_child(
             a.insert(ANNOTATION_APPLIED_HASH.to_owned(), hash.clone().into());
         }
     }
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &inputs.namespace, &child.resource);
-    if let Some(live) = api.get_opt(&child.name).await? {
-        if !controlled_by_us(&live.metadata, inputs) {
-            return Ok(Applied::Conflict(child.describe()));
-        }
-        let live_json = serde_json::to_value(&live).map_err(|source| Error::Encode {
+    if let Some(live) = &live {
+        let live_json = serde_json::to_value(live).map_err(|source| Error::Encode {
             what: child.describe(),
             source,
         })?;
         let drift = desired::drift::drifted(&child.resource.kind, &child.object, &live_json);
         if live.annotations().get(ANNOTATION_APPLIED_HASH) == Some(&hash) && drift.is_empty() {
-            return Ok(Applied::Object(Box::new(live)));
+            return Ok(live.clone());
         }
         if !drift.is_empty() {
             tracing::info!(child = %child.describe(), ?drift, "reverting out-of-band changes");
         }
     }
-    // Force: these objects are ours alone (controller owner reference checked above).
+    hpa_replicas(inputs, &mut child, live.as_ref());
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &inputs.namespace, &child.resource);
+    // Force: these objects are ours alone (controller owner reference checked before).
     let obj = api
         .patch(
             &child.name,
@@ -371,14 +429,38 @@ async fn apply_child(
             &Patch::Apply(&child.object),
         )
         .await?;
-    ctx.metrics.write(CONTROLLER);
+    ctx.metrics.write(TaxiPipeline::CONTROLLER);
     written.push(format!("applied {}", child.describe()));
-    Ok(Applied::Object(Box::new(obj)))
+    Ok(obj)
+}
+
+/// An autoscaled Deployment is applied with the replica count it has (so
+/// the HPA's choice stands), or with the HPA's minimum when it is new (so it
+/// does not start at 1 and wait for the HPA). Not part of the applied hash:
+/// the HPA changing the count is no reason to apply again.
+fn hpa_replicas(inputs: &Inputs<'_>, child: &mut Desired, live: Option<&DynamicObject>) {
+    if child.resource.kind != "Deployment" || child.object.pointer("/spec/replicas").is_some() {
+        return;
+    }
+    let Some(stage) = Stage::ALL
+        .into_iter()
+        .find(|s| names::deployment(&inputs.name, *s) == child.name)
+    else {
+        return;
+    };
+    let Some((min, _)) = desired::autoscaling::hpa_bounds(inputs, stage) else {
+        return;
+    };
+    let current = live.and_then(|l| l.data.pointer("/spec/replicas")).cloned();
+    if let Some(spec) = child.object.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        spec.insert("replicas".to_owned(), current.unwrap_or_else(|| json!(min)));
+    }
 }
 
 /// Deletes optional children the spec no longer asks for.
 async fn prune(
     ctx: &Context,
+    watched: Option<&Watched>,
     inputs: &Inputs<'_>,
     wanted: &[(String, String)],
     written: &mut Vec<String>,
@@ -387,13 +469,22 @@ async fn prune(
         if wanted.contains(&(resource.kind.clone(), name.clone())) {
             continue;
         }
+        // Only an object of ours is ever deleted, and ours carry the label
+        // the watches select on: not in their store means nothing to do.
+        let live = match watched {
+            Some(w) => match w.child(&resource, &inputs.namespace, &name) {
+                Lookup::Found(obj) => Some(*obj),
+                Lookup::Absent | Lookup::Unknown => None,
+            },
+            None => read(ctx, None, &resource, &inputs.namespace, &name).await?,
+        };
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), &inputs.namespace, &resource);
-        if let Some(live) = api.get_opt(&name).await?
+        if let Some(live) = live
             && controlled_by_us(&live.metadata, inputs)
         {
             api.delete(&name, &DeleteParams::background()).await?;
-            ctx.metrics.write(CONTROLLER);
+            ctx.metrics.write(TaxiPipeline::CONTROLLER);
             written.push(format!("deleted {}/{name}", resource.kind));
         }
     }
@@ -401,7 +492,11 @@ async fn prune(
 }
 
 /// The user Secrets the workers mount that do not exist (reads only).
-async fn missing_secrets(ctx: &Context, inputs: &Inputs<'_>) -> Result<Vec<String>> {
+async fn missing_secrets(
+    ctx: &Context,
+    watched: Option<&Watched>,
+    inputs: &Inputs<'_>,
+) -> Result<Vec<String>> {
     let names: BTreeSet<String> = Stage::ALL
         .into_iter()
         .flat_map(|stage| desired::security::stage_secret_keys(inputs, stage).into_keys())
@@ -409,39 +504,82 @@ async fn missing_secrets(ctx: &Context, inputs: &Inputs<'_>) -> Result<Vec<Strin
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &inputs.namespace);
     let mut missing = Vec::new();
     for name in names {
-        if secrets.get_metadata_opt(&name).await?.is_none() {
+        let exists = match watched {
+            Some(w) => w.secret_exists(&inputs.namespace, &name),
+            None => secrets.get_metadata_opt(&name).await?.is_some(),
+        };
+        if !exists {
             missing.push(name);
         }
     }
     Ok(missing)
 }
 
-/// Makes sure the CA and worker certificate exist and are far from expiry.
-/// Returns the TLS status and, when something was issued, an Event.
+/// The pipeline's two TLS Secrets as they are.
+struct TlsLive {
+    ca: Option<Secret>,
+    cert: Option<Secret>,
+}
+
+impl TlsLive {
+    /// `Secret/name` of those someone else controls.
+    fn foreign(&self, inputs: &Inputs<'_>) -> Vec<String> {
+        [&self.ca, &self.cert]
+            .into_iter()
+            .flatten()
+            .filter(|s| !controlled_by_us(&s.metadata, inputs))
+            .map(|s| format!("Secret/{}", s.name_any()))
+            .collect()
+    }
+}
+
+async fn read_tls(
+    ctx: &Context,
+    watched: Option<&Watched>,
+    inputs: &Inputs<'_>,
+) -> Result<TlsLive> {
+    Ok(TlsLive {
+        ca: read_secret(ctx, watched, inputs, &names::ca_secret(&inputs.name)).await?,
+        cert: read_secret(ctx, watched, inputs, &names::cert_secret(&inputs.name)).await?,
+    })
+}
+
+async fn read_secret(
+    ctx: &Context,
+    watched: Option<&Watched>,
+    inputs: &Inputs<'_>,
+    name: &str,
+) -> Result<Option<Secret>> {
+    let resource = ApiResource::erase::<Secret>(&());
+    read(ctx, watched, &resource, &inputs.namespace, name)
+        .await?
+        .map(|obj| {
+            obj.try_parse().map_err(|source| Error::Decode {
+                what: format!("Secret {name}"),
+                source,
+            })
+        })
+        .transpose()
+}
+
+/// Makes sure the CA and worker certificate (ours, read just before) exist
+/// and are far from expiry. Returns the TLS status and, when something was
+/// issued, an Event.
 async fn ensure_tls(
     ctx: &Context,
     inputs: &Inputs<'_>,
     pipeline: &TaxiPipeline,
+    live: TlsLive,
     now: Timestamp,
     written: &mut Vec<String>,
-    conflicts: &mut Vec<String>,
-) -> Result<(Option<TlsStatus>, Option<(&'static str, String)>)> {
+) -> Result<(TlsStatus, Option<(&'static str, String)>)> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &inputs.namespace);
     let ca_name = names::ca_secret(&inputs.name);
     let cert_name = names::cert_secret(&inputs.name);
-    let ca_live = secrets.get_opt(&ca_name).await?;
-    let cert_live = secrets.get_opt(&cert_name).await?;
-    let foreign: Vec<String> = [&ca_live, &cert_live]
-        .into_iter()
-        .flatten()
-        .filter(|s| !controlled_by_us(&s.metadata, inputs))
-        .map(|s| format!("Secret/{}", s.name_any()))
-        .collect();
-    if !foreign.is_empty() {
-        // Never overwrite a Secret someone else made.
-        conflicts.extend(foreign);
-        return Ok((None, None));
-    }
+    let TlsLive {
+        ca: ca_live,
+        cert: cert_live,
+    } = live;
     let ca = ca_live.as_ref().map(tls::ObservedCert::from_secret);
     let cert = cert_live.as_ref().map(tls::ObservedCert::from_secret);
     let mut status = pipeline
@@ -459,7 +597,7 @@ async fn ensure_tls(
     let (ca_pem, ca_key) = match (&plan, &ca) {
         (tls::TlsPlan::Keep, _) => {
             status.not_after = cert.and_then(|c| c.not_after).map(Time);
-            return Ok((Some(status), None));
+            return Ok((status, None));
         }
         (
             tls::TlsPlan::IssueCert,
@@ -503,7 +641,7 @@ async fn ensure_tls(
             ),
         )
     };
-    Ok((Some(status), Some(event)))
+    Ok((status, Some(event)))
 }
 
 async fn apply_secret(ctx: &Context, api: &Api<Secret>, secret: &Secret) -> Result<()> {
@@ -522,6 +660,6 @@ async fn apply_secret(ctx: &Context, api: &Api<Secret>, secret: &Secret) -> Resu
         &Patch::Apply(&body),
     )
     .await?;
-    ctx.metrics.write(CONTROLLER);
+    ctx.metrics.write(TaxiPipeline::CONTROLLER);
     Ok(())
 }

@@ -12,6 +12,11 @@ use taxistream_crds::{TaxiPipeline, TaxiPipelineStatus};
 
 use super::desired::Stage;
 
+/// Workers mount a Secret that does not exist. Unlike other reasons for
+/// unavailable workers, this one is worth a Warning on a new pipeline too:
+/// the pods will not start until someone creates the Secret.
+pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+
 /// A referenced object (KafkaTopic or CassandraSink) as found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Dependency {
@@ -35,7 +40,13 @@ pub struct Observed {
     pub config_hash: Option<String>,
     /// Referenced Secrets that do not exist: the pods that mount them cannot start.
     pub missing_secrets: Vec<String>,
+    /// Partitions the broker reports for the trips topic, once it is Ready.
+    pub trips_partitions: Option<i32>,
 }
+
+/// `TopicsReady` reason when the trips topic has more partitions than the
+/// pipeline pinned: healthy, but the extra partitions stay unused.
+pub const TRIPS_TOPIC_GROWN: &str = "TripsTopicGrown";
 
 fn stage_status(d: &Deployment) -> StageStatus {
     let status = d.status.clone().unwrap_or_default();
@@ -143,13 +154,35 @@ pub fn compute(pipeline: &TaxiPipeline, observed: &Observed, now: Time) -> TaxiP
             now.clone(),
         ),
     };
-    let topics = dependency_condition(
+    // Pinned the first time the trips topic is Ready, never changed after:
+    // the relay keys trips onto that many partitions for good.
+    let pinned = old.trips_partitions.or(observed.trips_partitions);
+    let mut topics = dependency_condition(
         TOPICS_READY,
         "KafkaTopic",
         &observed.topics,
         generation,
         &now,
     );
+    if let (Some(pinned), Some(current)) = (pinned, observed.trips_partitions)
+        && current > pinned
+        && topics.status == conditions::TRUE
+    {
+        let trips = observed
+            .topics
+            .first()
+            .map_or("trips", |(_, name, _)| name.as_str());
+        topics = new_condition(
+            TOPICS_READY,
+            true,
+            TRIPS_TOPIC_GROWN,
+            format!(
+                "KafkaTopic {trips} has {current} partitions but the pipeline started with {pinned}: the relay keeps every trip key on the first {pinned} partitions, so the new ones stay empty and at most {pinned} aggregate workers do work. To use {current} partitions, create a new TaxiPipeline with a new trips topic"
+            ),
+            generation,
+            now.clone(),
+        );
+    }
     let sink_deps: Vec<(&str, String, Dependency)> = observed
         .sink
         .iter()
@@ -183,7 +216,7 @@ pub fn compute(pipeline: &TaxiPipeline, observed: &Observed, now: Time) -> TaxiP
             WORKERS_AVAILABLE,
             false,
             "NotCreated",
-            "workers are created once the spec is valid and its KafkaTopics and CassandraSink exist",
+            "workers are created once the spec is valid, its KafkaTopics and CassandraSink exist and no child belongs to someone else",
             generation,
             now.clone(),
         ),
@@ -208,7 +241,7 @@ pub fn compute(pipeline: &TaxiPipeline, observed: &Observed, now: Time) -> TaxiP
                 new_condition(
                     WORKERS_AVAILABLE,
                     false,
-                    "SecretNotFound",
+                    SECRET_NOT_FOUND,
                     format!(
                         "Secret {} not found; the workers that mount it cannot start (available replicas: {})",
                         observed.missing_secrets.join(", "),
@@ -270,6 +303,7 @@ pub fn compute(pipeline: &TaxiPipeline, observed: &Observed, now: Time) -> TaxiP
         stages: stages.or(old.stages),
         tls: observed.tls.clone().or(old.tls),
         config_hash: observed.config_hash.clone().or(old.config_hash),
+        trips_partitions: pinned,
     }
 }
 
@@ -284,7 +318,8 @@ pub struct Transition {
 /// Condition changes worth an Event: a condition turning bad, or recovering,
 /// and the pipeline becoming Ready. Ready turning false raises no Event of
 /// its own (the condition that caused it does), and workers that are not
-/// available yet on a new pipeline are expected, not a warning.
+/// available yet on a new pipeline are expected, not a warning, unless a
+/// Secret they mount is missing.
 pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Transition> {
     let healthy = |c: &Condition| (c.type_ == DEGRADED) != (c.status == conditions::TRUE);
     let mut out = Vec::new();
@@ -300,7 +335,9 @@ pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Transition> {
             reason: c.reason.clone(),
             note: c.message.clone(),
         };
-        if c.type_ == READY {
+        if c.reason == TRIPS_TOPIC_GROWN {
+            out.push(event(true));
+        } else if c.type_ == READY {
             if healthy(c) {
                 out.push(event(false));
             }
@@ -310,7 +347,10 @@ pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Transition> {
             }
         } else if c.reason == "Suspended" {
             out.push(event(false));
-        } else if c.type_ != WORKERS_AVAILABLE || was_healthy == Some(true) {
+        } else if c.type_ != WORKERS_AVAILABLE
+            || was_healthy == Some(true)
+            || c.reason == SECRET_NOT_FOUND
+        {
             out.push(event(true));
         }
     }

@@ -22,3 +22,28 @@ pub fn check(spec: &TaxiPipelineSpec) -> Option<(&'static str, String)> {
     }
     None
 }
+
+/// One sentence per stage whose `replicas` differs from the default while
+/// an HPA sets its count: `kubectl scale tp/NAME` (the `scale` subresource
+/// writes `workers.aggregate.replicas`) would otherwise change nothing
+/// without a word.
+pub fn ignored_replicas(spec: &TaxiPipelineSpec) -> Vec<String> {
+    if spec.suspend {
+        return Vec::new();
+    }
+    [
+        ("aggregate", &spec.workers.aggregate),
+        ("sink", &spec.workers.sink),
+    ]
+    .into_iter()
+    .filter_map(|(stage, s)| {
+        let a = s.autoscaling.as_ref()?;
+        (s.replicas != 1).then(|| {
+            format!(
+                "spec.workers.{stage}.replicas is {} but the {stage} stage autoscales (minReplicas {}, maxReplicas {}), so its HorizontalPodAutoscaler sets the replica count; change spec.workers.{stage}.autoscaling instead",
+                s.replicas, a.min_replicas, a.max_replicas
+            )
+        })
+    })
+    .collect()
+}

@@ -1,5 +1,7 @@
-//! CassandraSink flows against a real Cassandra or ScyllaDB, when
-//! `CASSANDRA_CONTACT_POINTS` names one (the API server is the mock).
+//! CassandraSink flows against a real Cassandra or ScyllaDB (the API server
+//! is the mock). The ignored test needs one named by
+//! `CASSANDRA_CONTACT_POINTS` (`make test-external`) and fails without it;
+//! its keyspace is dropped when it ends, whatever its outcome.
 
 use std::sync::Arc;
 
@@ -7,18 +9,44 @@ use serde_json::{Value, json};
 use taxistream_crds::CassandraSink;
 
 use super::reconcile::{FINALIZER, reconcile};
-use super::session;
+use super::{schema, session};
 use crate::fixtures::{Expect, mock_context, run};
 
 const NS: &str = "taxi";
 
-fn contact_points() -> Option<Vec<String>> {
+fn contact_points() -> Vec<String> {
     match std::env::var("CASSANDRA_CONTACT_POINTS") {
-        Ok(v) if !v.is_empty() => Some(v.split(',').map(str::to_owned).collect()),
-        _ => {
-            println!("skipped: no Cassandra (set CASSANDRA_CONTACT_POINTS)");
-            None
-        }
+        Ok(v) if !v.is_empty() => v.split(',').map(str::to_owned).collect(),
+        _ => panic!(
+            "CASSANDRA_CONTACT_POINTS is not set: this test needs a Cassandra (CASSANDRA_CONTACT_POINTS=host:port make test-external)"
+        ),
+    }
+}
+
+/// Drops the test's keyspace when the test ends, also when it fails half-way.
+struct DropOnDrop(CassandraSink);
+
+impl Drop for DropOnDrop {
+    fn drop(&mut self) {
+        let spec = self.0.spec.clone();
+        // Drop cannot await, and may run while the test's runtime unwinds:
+        // a runtime of its own on a thread of its own.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let (ctx, _) = mock_context();
+                if let Ok(cql) = session::connect(&ctx.client, NS, &spec).await {
+                    session::ddl(&cql, &spec, schema::drop_keyspace(&spec))
+                        .await
+                        .ok();
+                }
+            });
+        })
+        .join()
+        .ok();
     }
 }
 
@@ -35,12 +63,12 @@ fn sink(contact_points: &[String], keyspace: &str) -> Value {
 }
 
 #[tokio::test]
+#[ignore = "needs a Cassandra: CASSANDRA_CONTACT_POINTS=host:port make test-external"]
 async fn keyspace_and_table_are_created_kept_and_dropped() {
-    let Some(points) = contact_points() else {
-        return;
-    };
+    let points = contact_points();
     let keyspace = format!("taxistream_op_{}", std::process::id());
     let obj = sink(&points, &keyspace);
+    let _cleanup = DropOnDrop(serde_json::from_value(obj.clone()).unwrap());
     let path = format!("/apis/taxistream.dev/v1alpha1/namespaces/{NS}/cassandrasinks/results");
 
     // Create: keyspace, table, status with the schema version, Events.

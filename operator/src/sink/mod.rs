@@ -6,12 +6,21 @@ pub mod session;
 
 use std::sync::Arc;
 
-use futures::{Future, StreamExt};
-use kube::runtime::{Controller, watcher};
-use taxistream_crds::CassandraSink;
+use futures::Future;
+use taxistream_crds::{CassandraSink, CassandraSinkStatus};
 
 use crate::api_for;
 use crate::context::Context;
+use crate::controller::{self, Reconciled};
+
+impl Reconciled for CassandraSink {
+    const CONTROLLER: &'static str = "sink";
+    const FINALIZER: &'static str = reconcile::FINALIZER;
+    type Status = CassandraSinkStatus;
+    fn status(&self) -> Option<&CassandraSinkStatus> {
+        self.status.as_ref()
+    }
+}
 
 pub async fn run(
     ctx: Arc<Context>,
@@ -19,16 +28,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let api = api_for::<CassandraSink>(&ctx.client, namespace.as_deref());
-    Controller::new(api, watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(sink = %obj, "reconciled"),
-                Err(error) => tracing::warn!(%error, "sink reconcile failed"),
-            }
-        })
-        .await;
+    controller::run(
+        controller::controller(api),
+        ctx,
+        shutdown,
+        reconcile::reconcile,
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -5,54 +5,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
-use taxistream_crds::conditions::{self, DEGRADED, READY, new_condition, set_condition};
+use taxistream_crds::conditions::{DEGRADED, READY, new_condition, set_condition};
 use taxistream_crds::{CassandraSink, CassandraSinkStatus, DeletionPolicy};
 
 use super::schema::{self, SCHEMA_VERSION};
 use super::session::{self, connect};
-use crate::context::{Context, DELETE_GIVE_UP, FIELD_MANAGER};
+use crate::conditions::{degraded_unchecked, publish_transitions};
+use crate::context::Context;
+use crate::controller::{self, Reconciled, Removal};
 use crate::error::{Error, Result};
 
 pub const FINALIZER: &str = "taxistream.dev/sink";
-const CONTROLLER: &str = "sink";
 const RESYNC: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(sink: Arc<CassandraSink>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let namespace = sink.namespace().ok_or_else(|| {
-        Error::MissingField(
-            format!("CassandraSink {}", sink.name_any()),
-            "metadata.namespace",
-        )
-    })?;
-    let object = format!("CassandraSink {namespace}/{}", sink.name_any());
-    let api: Api<CassandraSink> = Api::namespaced(ctx.client.clone(), &namespace);
-    let reference = ObjectRef::from_obj(&*sink);
-    let action = finalizer(&api, FINALIZER, sink, |event| async {
-        match event {
-            Event::Apply(s) => apply(&s, &ctx).await,
-            Event::Cleanup(s) => cleanup(&s, &ctx).await,
-        }
-    })
+    let ctx = &*ctx;
+    controller::reconcile(
+        sink,
+        ctx,
+        |s| async move { apply(&s, ctx).await },
+        |s| async move { cleanup(&s, ctx).await },
+    )
     .await
-    .map_err(|e| Error::finalizer(object, e))?;
-    ctx.succeeded(&reference);
-    Ok(action)
-}
-
-pub fn error_policy(sink: Arc<CassandraSink>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(CONTROLLER, error.metric_label());
-    let delay = ctx.failed(&ObjectRef::from_obj(&*sink));
-    tracing::warn!(sink = %sink.name_any(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 /// DDL run, one sentence each for Events, and problems DDL cannot fix.
@@ -106,7 +83,7 @@ async fn sync(sink: &CassandraSink, ctx: &Context) -> Result<Changes> {
         }
     }
     for _ in &changes {
-        ctx.metrics.write(CONTROLLER);
+        ctx.metrics.write(CassandraSink::CONTROLLER);
     }
     Ok((changes, problem))
 }
@@ -157,53 +134,27 @@ pub fn sink_status(
         }
     };
     set_condition(&mut status.conditions, ready);
-    if error.is_none() {
-        let degraded = match problem {
-            Some(p) => new_condition(
-                DEGRADED,
-                true,
-                "ClusteringOrderMismatch",
-                p.to_owned(),
-                generation,
-                now,
-            ),
-            None => new_condition(
-                DEGRADED,
-                false,
-                "AsExpected",
-                "the schema matches the spec",
-                generation,
-                now,
-            ),
-        };
-        set_condition(&mut status.conditions, degraded);
-    }
+    let degraded = match (error, problem) {
+        (Some(_), _) => degraded_unchecked(&format!("table {table}"), generation, now),
+        (None, Some(p)) => new_condition(
+            DEGRADED,
+            true,
+            "ClusteringOrderMismatch",
+            p.to_owned(),
+            generation,
+            now,
+        ),
+        (None, None) => new_condition(
+            DEGRADED,
+            false,
+            "AsExpected",
+            "the schema matches the spec",
+            generation,
+            now,
+        ),
+    };
+    set_condition(&mut status.conditions, degraded);
     status
-}
-
-async fn patch_status(
-    ctx: &Context,
-    sink: &CassandraSink,
-    status: &CassandraSinkStatus,
-) -> Result<()> {
-    if sink.status.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<CassandraSink> =
-        Api::namespaced(ctx.client.clone(), &sink.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": CassandraSink::api_version(&()),
-        "kind": CassandraSink::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &sink.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    ctx.metrics.write(CONTROLLER);
-    Ok(())
 }
 
 async fn apply(sink: &CassandraSink, ctx: &Context) -> Result<Action> {
@@ -227,24 +178,8 @@ async fn apply(sink: &CassandraSink, ctx: &Context) -> Result<Action> {
         }
         Err(e) => (sink_status(sink, None, Some(&e), now), Err(e)),
     };
-    patch_status(ctx, sink, &status).await?;
-    for c in &status.conditions {
-        let before = conditions::find(&old, &c.type_);
-        if before.is_some_and(|o| o.status == c.status && o.reason == c.reason) {
-            continue;
-        }
-        let bad = (c.type_ == DEGRADED) == (c.status == conditions::TRUE);
-        if !bad && before.is_none() && c.type_ == DEGRADED {
-            continue;
-        }
-        let type_ = if bad {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.event(&regarding, type_, &c.reason, "Reconcile", c.message.clone())
-            .await;
-    }
+    controller::patch_status(ctx, sink, &status).await?;
+    publish_transitions(ctx, &regarding, &old, &status.conditions).await;
     result
 }
 
@@ -282,36 +217,47 @@ async fn cleanup(sink: &CassandraSink, ctx: &Context) -> Result<Action> {
         }
     }
     .await;
-    let deleting_for = sink
-        .metadata
-        .deletion_timestamp
+    let removal = Removal {
+        what: &format!("table {table}"),
+        done: "SchemaDropped",
+        never_created: "SchemaNeverCreated",
+        abandoned: "SchemaDropAbandoned",
+    };
+    // A schema version is recorded once the table was in place.
+    let created = sink
+        .status
         .as_ref()
-        .map(|t| Timestamp::now().duration_since(t.0))
-        .unwrap_or_default();
-    match result {
-        Ok(note) => {
-            ctx.metrics.write(CONTROLLER);
-            ctx.event(
-                &regarding,
-                EventType::Normal,
-                "SchemaDropped",
-                "Delete",
-                note,
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-        Err(error) if deleting_for > DELETE_GIVE_UP => {
-            ctx.event(
-                &regarding,
-                EventType::Warning,
-                "SchemaDropAbandoned",
-                "Delete",
-                format!("gave up dropping table {table} after {DELETE_GIVE_UP:#}; it may remain: {error}"),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-        Err(error) => Err(error),
+        .and_then(|s| s.schema_version)
+        .is_some();
+    controller::finish_removal(ctx, sink, removal, created, result).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use taxistream_crds::conditions;
+
+    #[test]
+    fn a_failed_pass_does_not_leave_an_old_degraded_verdict_standing() {
+        let mut sink: CassandraSink = serde_json::from_value(json!({
+            "apiVersion": "taxistream.dev/v1alpha1", "kind": "CassandraSink",
+            "metadata": {"name": "results", "namespace": "taxi", "generation": 1},
+            "spec": {"contactPoints": ["127.0.0.1"], "keyspace": {"name": "ks"}}
+        }))
+        .unwrap();
+        let then = Time(crate::context::now());
+        let mismatch = sink_status(&sink, Some("orders ASC"), None, then.clone());
+        sink.status = Some(mismatch);
+        sink.metadata.generation = Some(2);
+        let error = Error::Cassandra {
+            keyspace: "ks".into(),
+            message: "unreachable".into(),
+        };
+        let status = sink_status(&sink, None, Some(&error), then);
+        let degraded = conditions::find(&status.conditions, DEGRADED).unwrap();
+        assert_eq!(degraded.status, conditions::UNKNOWN);
+        assert_eq!(degraded.reason, crate::conditions::UNCHECKED);
+        assert_eq!(degraded.observed_generation, Some(2));
     }
 }

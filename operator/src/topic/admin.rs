@@ -1,8 +1,8 @@
 //! The Kafka AdminClient side of the KafkaTopic controller.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use rdkafka::ClientConfig;
@@ -12,6 +12,7 @@ use rdkafka::admin::{
 };
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
+use sha2::{Digest, Sha256};
 use taxistream_crds::KafkaConnection;
 
 use super::plan::BrokerTopic;
@@ -65,6 +66,77 @@ pub async fn client_config(
     Ok(config)
 }
 
+/// What the KafkaTopic controller does to its topic on a broker; the
+/// AdminClient below in production, a scripted broker in the flow tests.
+pub(crate) trait TopicBroker {
+    /// The topic as the broker sees it, or `None` when it does not exist.
+    async fn describe(&self) -> Result<Option<BrokerTopic>>;
+    /// Creates the topic; `false` when it already existed.
+    async fn create(
+        &self,
+        partitions: i32,
+        replication_factor: i32,
+        config: &BTreeMap<String, String>,
+    ) -> Result<bool>;
+    async fn grow(&self, partitions: i32) -> Result<()>;
+    async fn set_config(&self, config: &BTreeMap<String, String>) -> Result<()>;
+    async fn delete(&self) -> Result<()>;
+}
+
+/// How long an AdminClient nobody asked for is kept (credentials rotated,
+/// cluster no longer used).
+const IDLE: Duration = Duration::from_secs(30 * 60);
+
+type SharedAdmin = Arc<AdminClient<DefaultClientContext>>;
+
+/// One AdminClient per cluster and credentials, shared by every KafkaTopic
+/// on it: a client per reconcile meant a connection (and its TLS and SASL
+/// handshakes) per topic per pass.
+#[derive(Default)]
+pub struct KafkaAdmins {
+    clients: Mutex<HashMap<String, (SharedAdmin, Instant)>>,
+}
+
+impl KafkaAdmins {
+    /// The shared client for `config`, bound to `topic`.
+    pub fn admin(&self, config: &ClientConfig, topic: &str) -> Result<TopicAdmin> {
+        // The key is a digest: the settings include Secret values.
+        let entries = config.config_map();
+        let key = hex(&Sha256::digest(format!("{entries:?}").as_bytes()));
+        let now = Instant::now();
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.retain(|_, (_, used)| now.duration_since(*used) < IDLE);
+        let admin = match clients.get_mut(&key) {
+            Some((admin, used)) => {
+                *used = now;
+                admin.clone()
+            }
+            None => {
+                let admin: SharedAdmin =
+                    Arc::new(config.create().map_err(|source| Error::Kafka {
+                        topic: topic.to_owned(),
+                        source,
+                    })?);
+                clients.insert(key, (admin.clone(), now));
+                admin
+            }
+        };
+        Ok(TopicAdmin {
+            admin,
+            topic: topic.to_owned(),
+        })
+    }
+
+    /// Clients currently kept.
+    pub fn clients(&self) -> usize {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// An AdminClient bound to one topic name, for error context.
 pub struct TopicAdmin {
     admin: Arc<AdminClient<DefaultClientContext>>,
@@ -103,8 +175,34 @@ impl TopicAdmin {
             .operation_timeout(Some(TIMEOUT))
     }
 
+    /// Topic-level overrides, or `None` when the broker described nothing.
+    async fn describe_config(&self) -> Result<Option<BTreeMap<String, String>>> {
+        let results = self
+            .admin
+            .describe_configs([&ResourceSpecifier::Topic(&self.topic)], &Self::options())
+            .await
+            .map_err(|e| self.kafka(e))?;
+        let Some(result) = results.into_iter().next() else {
+            return Ok(None);
+        };
+        let resource = result.map_err(|code| self.refused("DescribeConfigs", code))?;
+        if resource.entries.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            resource
+                .entries
+                .into_iter()
+                .filter(|e| e.source == ConfigSource::DynamicTopic)
+                .filter_map(|e| e.value.map(|v| (e.name, v)))
+                .collect(),
+        ))
+    }
+}
+
+impl TopicBroker for TopicAdmin {
     /// The topic as the broker sees it, or `None` when it does not exist.
-    pub async fn describe(&self) -> Result<Option<BrokerTopic>> {
+    async fn describe(&self) -> Result<Option<BrokerTopic>> {
         let admin = self.admin.clone();
         // Metadata of all topics: asking for one by name could auto-create it
         // on brokers with auto.create.topics.enable.
@@ -139,36 +237,12 @@ impl TopicAdmin {
         }))
     }
 
-    /// Topic-level overrides, or `None` when the broker described nothing.
-    async fn describe_config(&self) -> Result<Option<BTreeMap<String, String>>> {
-        let results = self
-            .admin
-            .describe_configs([&ResourceSpecifier::Topic(&self.topic)], &Self::options())
-            .await
-            .map_err(|e| self.kafka(e))?;
-        let Some(result) = results.into_iter().next() else {
-            return Ok(None);
-        };
-        let resource = result.map_err(|code| self.refused("DescribeConfigs", code))?;
-        if resource.entries.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            resource
-                .entries
-                .into_iter()
-                .filter(|e| e.source == ConfigSource::DynamicTopic)
-                .filter_map(|e| e.value.map(|v| (e.name, v)))
-                .collect(),
-        ))
-    }
-
-    pub async fn create(
+    async fn create(
         &self,
         partitions: i32,
         replication_factor: i32,
         config: &BTreeMap<String, String>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut new = NewTopic::new(
             &self.topic,
             partitions,
@@ -182,16 +256,18 @@ impl TopicAdmin {
             .create_topics([&new], &Self::options())
             .await
             .map_err(|e| self.kafka(e))?;
+        let mut created = true;
         for r in results {
             match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => created = false,
                 Err((_, code)) => return Err(self.refused("CreateTopics", code)),
             }
         }
-        Ok(())
+        Ok(created)
     }
 
-    pub async fn grow(&self, partitions: i32) -> Result<()> {
+    async fn grow(&self, partitions: i32) -> Result<()> {
         let count = usize::try_from(partitions).unwrap_or(0);
         let results = self
             .admin
@@ -208,7 +284,7 @@ impl TopicAdmin {
 
     /// Sets the topic's overrides to exactly `config` (AlterConfigs replaces
     /// the whole set, so keys not in `config` return to the broker default).
-    pub async fn set_config(&self, config: &BTreeMap<String, String>) -> Result<()> {
+    async fn set_config(&self, config: &BTreeMap<String, String>) -> Result<()> {
         let mut alter = AlterConfig::new(ResourceSpecifier::Topic(&self.topic));
         for (k, v) in config {
             alter = alter.set(k, v);
@@ -226,7 +302,7 @@ impl TopicAdmin {
         Ok(())
     }
 
-    pub async fn delete(&self) -> Result<()> {
+    async fn delete(&self) -> Result<()> {
         let results = self
             .admin
             .delete_topics(&[&self.topic], &Self::options())
@@ -239,5 +315,24 @@ impl TopicAdmin {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_on_one_cluster_share_one_client() {
+        let admins = KafkaAdmins::default();
+        let mut a = ClientConfig::new();
+        a.set("bootstrap.servers", "127.0.0.1:9");
+        let mut b = ClientConfig::new();
+        b.set("bootstrap.servers", "127.0.0.2:9");
+        admins.admin(&a, "trips").unwrap();
+        admins.admin(&a, "aggregates").unwrap();
+        assert_eq!(admins.clients(), 1);
+        admins.admin(&b, "trips").unwrap();
+        assert_eq!(admins.clients(), 2);
     }
 }

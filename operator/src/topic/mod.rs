@@ -6,12 +6,21 @@ pub mod reconcile;
 
 use std::sync::Arc;
 
-use futures::{Future, StreamExt};
-use kube::runtime::{Controller, watcher};
-use taxistream_crds::KafkaTopic;
+use futures::Future;
+use taxistream_crds::{KafkaTopic, KafkaTopicStatus};
 
 use crate::api_for;
 use crate::context::Context;
+use crate::controller::{self, Reconciled};
+
+impl Reconciled for KafkaTopic {
+    const CONTROLLER: &'static str = "topic";
+    const FINALIZER: &'static str = reconcile::FINALIZER;
+    type Status = KafkaTopicStatus;
+    fn status(&self) -> Option<&KafkaTopicStatus> {
+        self.status.as_ref()
+    }
+}
 
 pub async fn run(
     ctx: Arc<Context>,
@@ -19,17 +28,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let api = api_for::<KafkaTopic>(&ctx.client, namespace.as_deref());
-    Controller::new(api, watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => tracing::debug!(topic = %obj, "reconciled"),
-                Err(error) => tracing::warn!(%error, "topic reconcile failed"),
-            }
-        })
-        .await;
+    controller::run(
+        controller::controller(api),
+        ctx,
+        shutdown,
+        reconcile::reconcile,
+    )
+    .await;
 }
 
 #[cfg(test)]
 mod broker_tests;
+#[cfg(test)]
+mod flow_tests;

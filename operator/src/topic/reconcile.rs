@@ -4,54 +4,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde_json::json;
 use taxistream_crds::conditions::{self, DEGRADED, READY, new_condition, set_condition};
 use taxistream_crds::{DeletionPolicy, KafkaTopic, KafkaTopicStatus};
 
-use super::admin::{TopicAdmin, client_config};
+use super::admin::{TopicAdmin, TopicBroker, client_config};
 use super::plan::{BrokerTopic, Plan, Step, plan};
-use crate::context::{Context, DELETE_GIVE_UP, FIELD_MANAGER};
+use crate::conditions::{TOPIC_CREATING, degraded_unchecked, publish_transitions};
+use crate::context::Context;
+use crate::controller::{self, Reconciled, Removal};
 use crate::error::{Error, Result};
 
 pub const FINALIZER: &str = "taxistream.dev/topic";
-const CONTROLLER: &str = "topic";
 const RESYNC: Duration = Duration::from_secs(300);
 
 pub async fn reconcile(topic: Arc<KafkaTopic>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let namespace = topic.namespace().ok_or_else(|| {
-        Error::MissingField(
-            format!("KafkaTopic {}", topic.name_any()),
-            "metadata.namespace",
-        )
-    })?;
-    let object = format!("KafkaTopic {namespace}/{}", topic.name_any());
-    let api: Api<KafkaTopic> = Api::namespaced(ctx.client.clone(), &namespace);
-    let reference = ObjectRef::from_obj(&*topic);
-    let action = finalizer(&api, FINALIZER, topic, |event| async {
-        match event {
-            Event::Apply(t) => apply(&t, &ctx).await,
-            Event::Cleanup(t) => cleanup(&t, &ctx).await,
-        }
-    })
+    let ctx = &*ctx;
+    controller::reconcile(
+        topic,
+        ctx,
+        |t| async move { apply(&t, ctx).await },
+        |t| async move { cleanup(&t, ctx).await },
+    )
     .await
-    .map_err(|e| Error::finalizer(object, e))?;
-    ctx.succeeded(&reference);
-    Ok(action)
-}
-
-pub fn error_policy(topic: Arc<KafkaTopic>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(CONTROLLER, error.metric_label());
-    let delay = ctx.failed(&ObjectRef::from_obj(&*topic));
-    tracing::warn!(topic = %topic.name_any(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 /// What one pass against the broker did.
@@ -60,27 +37,43 @@ struct Outcome {
     plan: Plan,
     /// One sentence per change made, for Events.
     changes: Vec<(&'static str, String)>,
+    /// A create succeeded (or found the topic already there) but the
+    /// brokers' metadata does not show it yet: progress, not a missing topic.
+    creating: bool,
 }
+
+/// How often, and how far apart, the topic is described again after a
+/// change until the broker's metadata reflects it: Apache Kafka answers
+/// CreateTopics and CreatePartitions before every broker's metadata caught up.
+const SETTLE_READS: u32 = 10;
+const SETTLE_INTERVAL: Duration = Duration::from_millis(500);
+/// Requeue after a pass whose change the broker did not show yet.
+const PROGRESS_RECHECK: Duration = Duration::from_secs(2);
 
 async fn admin_for(topic: &KafkaTopic, ctx: &Context) -> Result<TopicAdmin> {
     let namespace = topic.namespace().unwrap_or_default();
     let config = client_config(&ctx.client, &namespace, &topic.spec.cluster).await?;
-    TopicAdmin::new(&config, topic.topic_name())
+    ctx.kafka.admin(&config, topic.topic_name())
 }
 
-async fn sync(topic: &KafkaTopic, ctx: &Context) -> Result<Outcome> {
+async fn sync<B: TopicBroker>(topic: &KafkaTopic, ctx: &Context, admin: &B) -> Result<Outcome> {
     let name = topic.topic_name().to_owned();
     let spec = &topic.spec;
-    let admin = admin_for(topic, ctx).await?;
     let broker = admin.describe().await?;
     let plan = plan(&name, spec, broker.as_ref());
     let mut changes = Vec::new();
+    let mut created = false;
     for step in &plan.steps {
         match step {
             Step::Create => {
-                admin
+                created = true;
+                if !admin
                     .create(spec.partitions, spec.replication_factor, &spec.config)
-                    .await?;
+                    .await?
+                {
+                    // Created by an earlier pass whose metadata read came too early.
+                    continue;
+                }
                 changes.push((
                     "TopicCreated",
                     format!(
@@ -105,14 +98,32 @@ async fn sync(topic: &KafkaTopic, ctx: &Context) -> Result<Outcome> {
                 ));
             }
         }
-        ctx.metrics.write(CONTROLLER);
+        ctx.metrics.write(KafkaTopic::CONTROLLER);
     }
-    let broker = if changes.is_empty() {
-        broker
-    } else {
-        admin.describe().await?
-    };
+    if plan.steps.is_empty() {
+        return Ok(Outcome {
+            broker,
+            plan,
+            changes,
+            creating: false,
+        });
+    }
+    // Read again until the broker shows what was done (nothing left to do),
+    // or give up for this pass and look again soon.
+    let mut broker = admin.describe().await?;
+    for _ in 1..SETTLE_READS {
+        if super::plan::plan(&name, spec, broker.as_ref())
+            .steps
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(SETTLE_INTERVAL).await;
+        broker = admin.describe().await?;
+    }
+    let plan = super::plan::plan(&name, spec, broker.as_ref());
     Ok(Outcome {
+        creating: created && broker.is_none(),
         broker,
         plan,
         changes,
@@ -124,6 +135,7 @@ pub fn synced_status(
     topic: &KafkaTopic,
     broker: Option<&BrokerTopic>,
     problems: &[(&'static str, String)],
+    creating: bool,
     now: Time,
 ) -> KafkaTopicStatus {
     let generation = topic.metadata.generation;
@@ -135,6 +147,14 @@ pub fn synced_status(
     status.replication_factor = broker.map(|b| b.replication_factor);
     status.config = broker.and_then(|b| b.config.clone()).unwrap_or_default();
     let ready = match (broker, problems.first()) {
+        (None, _) if creating => new_condition(
+            READY,
+            false,
+            TOPIC_CREATING,
+            format!("topic {name} was created; waiting for the brokers' metadata to show it"),
+            generation,
+            now.clone(),
+        ),
         (None, _) => new_condition(
             READY,
             false,
@@ -209,87 +229,89 @@ pub fn failed_status(topic: &KafkaTopic, error: &Error, now: Time) -> KafkaTopic
             reason,
             error.to_string(),
             topic.metadata.generation,
+            now.clone(),
+        ),
+    );
+    set_condition(
+        &mut status.conditions,
+        degraded_unchecked(
+            &format!("topic {}", topic.topic_name()),
+            topic.metadata.generation,
             now,
         ),
     );
     status
 }
 
-async fn patch_status(ctx: &Context, topic: &KafkaTopic, status: &KafkaTopicStatus) -> Result<()> {
-    if topic.status.as_ref() == Some(status) {
-        return Ok(());
+async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action> {
+    match admin_for(topic, ctx).await {
+        Ok(admin) => apply_with(topic, ctx, &admin).await,
+        Err(error) => failed(topic, ctx, error).await,
     }
-    let api: Api<KafkaTopic> =
-        Api::namespaced(ctx.client.clone(), &topic.namespace().unwrap_or_default());
-    let body = json!({
-        "apiVersion": KafkaTopic::api_version(&()),
-        "kind": KafkaTopic::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &topic.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    ctx.metrics.write(CONTROLLER);
-    Ok(())
 }
 
-async fn apply(topic: &KafkaTopic, ctx: &Context) -> Result<Action> {
+/// One pass against `admin`: sync, status, Events, and the next look.
+pub(crate) async fn apply_with<B: TopicBroker>(
+    topic: &KafkaTopic,
+    ctx: &Context,
+    admin: &B,
+) -> Result<Action> {
+    let outcome = match sync(topic, ctx, admin).await {
+        Ok(outcome) => outcome,
+        Err(error) => return failed(topic, ctx, error).await,
+    };
     let now = Time(crate::context::now());
     let regarding = topic.object_ref(&());
-    let old = topic
+    let old = conditions_of(topic);
+    let status = synced_status(
+        topic,
+        outcome.broker.as_ref(),
+        &outcome.plan.problems,
+        outcome.creating,
+        now,
+    );
+    controller::patch_status(ctx, topic, &status).await?;
+    for (reason, note) in outcome.changes {
+        ctx.event(&regarding, EventType::Normal, reason, "Reconcile", note)
+            .await;
+    }
+    publish_transitions(ctx, &regarding, &old, &status.conditions).await;
+    // A created topic or new partitions the metadata does not show yet are
+    // looked at again soon, not at the next resync. A config the broker
+    // still reports differently waits for the resync: reverting it again
+    // every few seconds would only repeat the same AlterConfigs.
+    let pending_growth = outcome
+        .plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::Create | Step::GrowPartitions(_)));
+    if outcome.creating || pending_growth {
+        Ok(Action::requeue(PROGRESS_RECHECK))
+    } else {
+        Ok(Action::requeue(RESYNC))
+    }
+}
+
+fn conditions_of(topic: &KafkaTopic) -> Vec<conditions::Condition> {
+    topic
         .status
         .as_ref()
         .map(|s| s.conditions.clone())
-        .unwrap_or_default();
-    match sync(topic, ctx).await {
-        Ok(outcome) => {
-            let status = synced_status(topic, outcome.broker.as_ref(), &outcome.plan.problems, now);
-            patch_status(ctx, topic, &status).await?;
-            for (reason, note) in outcome.changes {
-                ctx.event(&regarding, EventType::Normal, reason, "Reconcile", note)
-                    .await;
-            }
-            publish_transitions(ctx, topic, &old, &status.conditions).await;
-            Ok(Action::requeue(RESYNC))
-        }
-        Err(error) => {
-            let status = failed_status(topic, &error, now);
-            patch_status(ctx, topic, &status).await?;
-            publish_transitions(ctx, topic, &old, &status.conditions).await;
-            Err(error)
-        }
-    }
+        .unwrap_or_default()
 }
 
-/// Warning Events when Ready turns false or Degraded true; Normal when they recover.
-async fn publish_transitions(
-    ctx: &Context,
-    topic: &KafkaTopic,
-    old: &[conditions::Condition],
-    new: &[conditions::Condition],
-) {
-    let regarding = topic.object_ref(&());
-    for c in new {
-        let before = conditions::find(old, &c.type_);
-        if before.is_some_and(|o| o.status == c.status && o.reason == c.reason) {
-            continue;
-        }
-        let bad = (c.type_ == DEGRADED) == (c.status == conditions::TRUE);
-        let first_ok = before.is_none() && !bad;
-        if first_ok && c.type_ == DEGRADED {
-            continue;
-        }
-        let type_ = if bad {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.event(&regarding, type_, &c.reason, "Reconcile", c.message.clone())
-            .await;
-    }
+/// Records a failed pass in the status and returns the error for backoff.
+async fn failed(topic: &KafkaTopic, ctx: &Context, error: Error) -> Result<Action> {
+    let status = failed_status(topic, &error, Time(crate::context::now()));
+    controller::patch_status(ctx, topic, &status).await?;
+    publish_transitions(
+        ctx,
+        &topic.object_ref(&()),
+        &conditions_of(topic),
+        &status.conditions,
+    )
+    .await;
+    Err(error)
 }
 
 async fn cleanup(topic: &KafkaTopic, ctx: &Context) -> Result<Action> {
@@ -306,41 +328,18 @@ async fn cleanup(topic: &KafkaTopic, ctx: &Context) -> Result<Action> {
         .await;
         return Ok(Action::await_change());
     }
-    let deleting_for = topic
-        .metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| Timestamp::now().duration_since(t.0))
-        .unwrap_or_default();
     let result = async {
-        let admin = admin_for(topic, ctx).await?;
-        admin.delete().await
+        admin_for(topic, ctx).await?.delete().await?;
+        Ok(format!("deleted topic {name} from the broker"))
     }
     .await;
-    match result {
-        Ok(()) => {
-            ctx.metrics.write(CONTROLLER);
-            ctx.event(
-                &regarding,
-                EventType::Normal,
-                "TopicDeleted",
-                "Delete",
-                format!("deleted topic {name} from the broker"),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-        Err(error) if deleting_for > DELETE_GIVE_UP => {
-            ctx.event(
-                &regarding,
-                EventType::Warning,
-                "TopicDeleteAbandoned",
-                "Delete",
-                format!("gave up deleting topic {name} after {DELETE_GIVE_UP:#}; it may remain on the broker: {error}"),
-            )
-            .await;
-            Ok(Action::await_change())
-        }
-        Err(error) => Err(error),
-    }
+    let removal = Removal {
+        what: &format!("topic {name}"),
+        done: "TopicDeleted",
+        never_created: "TopicNeverCreated",
+        abandoned: "TopicDeleteAbandoned",
+    };
+    // A partition count is recorded once the broker showed the topic.
+    let created = topic.status.as_ref().and_then(|s| s.partitions).is_some();
+    controller::finish_removal(ctx, topic, removal, created, result).await
 }

@@ -24,11 +24,9 @@ pub fn replica_bounds(min: i32, max: i32, partitions: i32) -> (i32, i32) {
     (min.min(max), max)
 }
 
-/// The HPA of `stage`, when it has autoscaling and the pipeline is not suspended.
-pub fn horizontal_pod_autoscaler(
-    inputs: &Inputs<'_>,
-    stage: Stage,
-) -> Option<HorizontalPodAutoscaler> {
+/// `(minReplicas, maxReplicas)` of the HPA of `stage`, when it has one
+/// (autoscaling set, not ingest, pipeline not suspended).
+pub fn hpa_bounds(inputs: &Inputs<'_>, stage: Stage) -> Option<(i32, i32)> {
     let autoscaling = stage_spec(inputs, stage).autoscaling.as_ref()?;
     if inputs.pipeline.spec.suspend || stage == Stage::Ingest {
         return None;
@@ -37,11 +35,20 @@ pub fn horizontal_pod_autoscaler(
         Stage::Aggregate => inputs.topics.trips_partitions,
         _ => inputs.topics.aggregates_partitions,
     };
-    let (min, max) = replica_bounds(
+    Some(replica_bounds(
         autoscaling.min_replicas,
         autoscaling.max_replicas,
         partitions,
-    );
+    ))
+}
+
+/// The HPA of `stage`, when it has autoscaling and the pipeline is not suspended.
+pub fn horizontal_pod_autoscaler(
+    inputs: &Inputs<'_>,
+    stage: Stage,
+) -> Option<HorizontalPodAutoscaler> {
+    let autoscaling = stage_spec(inputs, stage).autoscaling.as_ref()?;
+    let (min, max) = hpa_bounds(inputs, stage)?;
     let name = names::deployment(&inputs.name, stage);
     let mut metrics = vec![MetricSpec {
         type_: "Resource".to_owned(),

@@ -42,34 +42,97 @@ fn pointers(kind: &str) -> &'static [&'static str] {
     }
 }
 
-/// The compared fields where `live` differs from `desired`, as pointers.
-/// A field absent from `desired` (e.g. replicas left to an HPA) is not compared.
-pub fn drifted(kind: &str, desired: &Value, live: &Value) -> Vec<String> {
+/// The compared pointers of `kind`, `{i}` expanded over the container
+/// list as `source` has it.
+fn expanded(kind: &str, source: &Value) -> Vec<String> {
     let hash_key = ANNOTATION_CONFIG_HASH.replace('/', "~1");
     let mut out = Vec::new();
     for pattern in pointers(kind) {
         let pattern = pattern.replace("CONFIG_HASH", &hash_key);
-        let expanded: Vec<String> = match pattern.split_once("{i}") {
+        match pattern.split_once("{i}") {
             Some((list, _)) => {
-                let count = desired
+                let count = source
                     .pointer(list.trim_end_matches('/'))
                     .and_then(Value::as_array)
                     .map_or(0, Vec::len);
-                (0..count)
-                    .map(|i| pattern.replace("{i}", &i.to_string()))
-                    .collect()
+                out.extend((0..count).map(|i| pattern.replace("{i}", &i.to_string())));
             }
-            None => vec![pattern],
-        };
-        for pointer in expanded {
-            if let Some(want) = desired.pointer(&pointer)
-                && live.pointer(&pointer) != Some(want)
-            {
-                out.push(pointer);
-            }
+            None => out.push(pattern),
         }
     }
     out
+}
+
+/// The compared fields where `live` differs from `desired`, as pointers.
+/// A field absent from `desired` (e.g. replicas left to an HPA) is not compared.
+pub fn drifted(kind: &str, desired: &Value, live: &Value) -> Vec<String> {
+    expanded(kind, desired)
+        .into_iter()
+        .filter(|pointer| {
+            desired
+                .pointer(pointer)
+                .is_some_and(|want| live.pointer(pointer) != Some(want))
+        })
+        .collect()
+}
+
+/// `live` (without `metadata`) cut down to the fields [`drifted`] compares
+/// for `kind`: all a store of children needs to keep of the body.
+pub fn compared_only(kind: &str, live: &Value) -> Value {
+    let mut out = Value::Object(serde_json::Map::new());
+    for pointer in expanded(kind, live) {
+        copy(&mut out, live, &pointer);
+    }
+    out
+}
+
+/// Copies the value at `pointer` in `from`, if any, to the same place in `to`.
+pub fn copy(to: &mut Value, from: &Value, pointer: &str) {
+    if let Some(value) = from.pointer(pointer) {
+        put(to, pointer, value.clone());
+    }
+}
+
+/// Sets `value` at `pointer` in `target`, creating objects and padding
+/// arrays on the way (`{}` placeholders keep container indexes).
+fn put(target: &mut Value, pointer: &str, value: Value) {
+    let mut here = target;
+    let parts: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    for (n, part) in parts.iter().enumerate() {
+        let last = n + 1 == parts.len();
+        let next_is_index = parts.get(n + 1).is_some_and(|p| p.parse::<usize>().is_ok());
+        let empty = || {
+            if next_is_index {
+                Value::Array(Vec::new())
+            } else {
+                Value::Object(serde_json::Map::new())
+            }
+        };
+        here = match (here, part.parse::<usize>()) {
+            (Value::Array(items), Ok(i)) => {
+                while items.len() <= i {
+                    items.push(Value::Object(serde_json::Map::new()));
+                }
+                if last {
+                    items[i] = value;
+                    return;
+                }
+                &mut items[i]
+            }
+            (Value::Object(map), _) => {
+                if last {
+                    map.insert(part.clone(), value);
+                    return;
+                }
+                map.entry(part.clone()).or_insert_with(empty)
+            }
+            _ => return,
+        };
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +178,32 @@ mod tests {
         live["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
             json!("/dev/termination-log");
         assert!(drifted("Deployment", &want, &live).is_empty());
+    }
+
+    #[test]
+    fn a_stored_child_keeps_exactly_what_drift_compares() {
+        let mut live = deployment(Some(2), "w:1");
+        live["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"] =
+            json!("/dev/termination-log");
+        live["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "relay", "image": "w:1", "args": ["relay"], "ports": []}));
+        let kept = compared_only("Deployment", &live);
+        assert_eq!(
+            kept,
+            json!({"spec": {"replicas": 2, "template": {
+                "metadata": {"annotations": {"taxistream.dev/config-hash": "abc"}},
+                "spec": {"containers": [{"image": "w:1", "args": ["sink"]},
+                                        {"image": "w:1", "args": ["relay"]}]}}}})
+        );
+        let want = deployment(Some(2), "w:1");
+        assert!(drifted("Deployment", &want, &kept).is_empty());
+        let cm = json!({"data": {"worker.yaml": "a"}, "immutable": false});
+        assert_eq!(
+            compared_only("ConfigMap", &cm),
+            json!({"data": {"worker.yaml": "a"}})
+        );
     }
 
     #[test]

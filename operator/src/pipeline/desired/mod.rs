@@ -62,7 +62,9 @@ pub struct ResolvedTopics {
     pub trips: String,
     pub aggregates: String,
     pub dead_letters: String,
-    /// Partitions of the trips topic: the most aggregate consumers that do work.
+    /// Partitions of the trips topic the relay keys onto (the count pinned
+    /// in `status.tripsPartitions`, else the topic's): the most aggregate
+    /// consumers that do work.
     pub trips_partitions: i32,
     /// Partitions of the aggregates topic: the most sink consumers that do work.
     pub aggregates_partitions: i32,
@@ -94,8 +96,14 @@ impl<'a> Inputs<'a> {
         let namespace = pipeline.metadata.namespace.clone().ok_or_else(|| {
             Error::MissingField(format!("TaxiPipeline {name}"), "metadata.namespace")
         })?;
+        // blockOwnerDeletion: foreground deletion of the pipeline waits for
+        // its children, and the API server checks `taxipipelines/finalizers`.
         let owner = pipeline
             .controller_owner_ref(&())
+            .map(|owner| OwnerReference {
+                block_owner_deletion: Some(true),
+                ..owner
+            })
             .ok_or_else(|| Error::MissingField(format!("TaxiPipeline {name}"), "metadata.uid"))?;
         Ok(Self {
             image: pipeline
@@ -247,6 +255,29 @@ pub fn build_all(
         out.push(Desired::new(&cron_job)?);
     }
     Ok(out)
+}
+
+/// The kinds of children the pipeline watches: every kind `build_all` and
+/// the TLS issue apply.
+pub fn watched_kinds() -> Vec<ApiResource> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::batch::v1::CronJob;
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    vec![
+        ApiResource::erase::<Deployment>(&()),
+        ApiResource::erase::<ConfigMap>(&()),
+        ApiResource::erase::<ServiceAccount>(&()),
+        ApiResource::erase::<Role>(&()),
+        ApiResource::erase::<RoleBinding>(&()),
+        ApiResource::erase::<Service>(&()),
+        ApiResource::erase::<PodDisruptionBudget>(&()),
+        ApiResource::erase::<HorizontalPodAutoscaler>(&()),
+        ApiResource::erase::<CronJob>(&()),
+        ApiResource::erase::<Secret>(&()),
+    ]
 }
 
 /// Optional children that must be deleted when the spec no longer asks for

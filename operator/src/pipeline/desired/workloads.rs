@@ -33,13 +33,16 @@ pub fn stage_spec<'a>(inputs: &'a Inputs<'_>, stage: Stage) -> &'a StageSpec {
 }
 
 /// `spec.replicas` of a stage's Deployment: zero while suspended, absent
-/// when an HPA owns the count, the spec's count otherwise.
+/// when an HPA owns the count, the spec's count otherwise; for aggregate at
+/// most the trips partitions the relay keys onto (more consumers sit idle).
 pub fn replicas(inputs: &Inputs<'_>, stage: Stage) -> Option<i32> {
     let spec = stage_spec(inputs, stage);
     if inputs.pipeline.spec.suspend {
         Some(0)
     } else if spec.autoscaling.is_some() && stage != Stage::Ingest {
         None
+    } else if stage == Stage::Aggregate {
+        Some(spec.replicas.min(inputs.topics.trips_partitions.max(1)))
     } else {
         Some(spec.replicas)
     }
