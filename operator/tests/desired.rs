@@ -483,8 +483,7 @@ fn snapshots_validate_against_kubernetes_schemas() {
             .output();
         match output {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                println!("skipped: kubernetes-validate not on PATH (run scripts/setup.sh)");
-                return;
+                panic!("kubernetes-validate is not on PATH: run `make setup` (scripts/setup.sh)")
             }
             Err(e) => panic!("running kubernetes-validate: {e}"),
             Ok(out) => assert!(

@@ -7,7 +7,7 @@ mod backends_support;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use backends_support::{Pipeline, wait_timeout};
+use backends_support::{Pipeline, http_get, probe_addr, wait_timeout};
 use taxistream_crds::worker_config::SaslConfig;
 use taxistream_worker::config::Secret;
 use taxistream_worker::io::postgres::{PgSettings, PgStore};
@@ -28,9 +28,7 @@ fn row(minute: u32, zone: &str, fare: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_counts_each_row_once_and_expands_directories() {
-    let Some(url) = backends_support::postgres_url() else {
-        return;
-    };
+    let url = backends_support::postgres_url();
     let store = PgStore::connect(
         &PgSettings {
             url: Secret::new(url),
@@ -98,26 +96,6 @@ async fn ingest_counts_each_row_once_and_expands_directories() {
     );
 }
 
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
-}
-
-fn probe_addr(p: &Pipeline, stage: &str) -> Option<String> {
-    let logs = p.logs();
-    let line = logs
-        .lines()
-        .find(|l| l.contains("stage starting") && l.contains(&format!("\"stage\":\"{stage}\"")))?;
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let addr = v["fields"]["probe_addr"].as_str()?;
-    Some(addr.replace("0.0.0.0", "127.0.0.1"))
-}
-
 /// How a broker can be unusable.
 enum Unusable {
     /// Nothing listens at the address.
@@ -127,8 +105,8 @@ enum Unusable {
 }
 
 /// A pipeline whose stages are configured with a broker they cannot use.
-async fn pipeline_with(broker: Unusable) -> Option<Pipeline> {
-    let (db, kafka) = backends_support::services()?;
+async fn pipeline_with(broker: Unusable) -> Pipeline {
+    let (db, kafka) = backends_support::services();
     let mut p = Pipeline::new(&db, &kafka, 300, 600).await;
     match broker {
         Unusable::Absent => p.config.kafka.bootstrap_servers = "127.0.0.1:1".into(),
@@ -144,14 +122,12 @@ async fn pipeline_with(broker: Unusable) -> Option<Pipeline> {
         }
     }
     std::fs::write(&p.config_path, serde_yaml::to_string(&p.config).unwrap()).unwrap();
-    Some(p)
+    p
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_while_the_broker_refuses_the_login() {
-    let Some(p) = pipeline_with(Unusable::RefusesLogin).await else {
-        return;
-    };
+    let p = pipeline_with(Unusable::RefusesLogin).await;
     let mut relay = p.spawn("relay", &[]);
     // Until the relay has started it is not ready anyway; then the broker
     // check must keep it so, naming Kafka.
@@ -175,9 +151,7 @@ async fn not_ready_while_the_broker_refuses_the_login() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregate_exit_when_idle_fails_when_the_broker_cannot_be_used() {
-    let Some(p) = pipeline_with(Unusable::Absent).await else {
-        return;
-    };
+    let p = pipeline_with(Unusable::Absent).await;
     let mut agg = p.spawn("aggregate", &["--exit-when-idle", "--idle-ms", "500"]);
     let status = wait_timeout(&mut agg, Duration::from_secs(60));
     if status.is_none() {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backends_support::{Pipeline, TRIP_PARTITIONS, sigkill, wait_timeout};
+use backends_support::{Pipeline, TRIP_PARTITIONS, http_get, probe_addr, sigkill, wait_timeout};
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -226,9 +226,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregate_killed_mid_stream_resumes_to_the_same_windows() {
-    let Some((db, kafka)) = backends_support::services() else {
-        return;
-    };
+    let (db, kafka) = backends_support::services();
     let mut p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
     let trips = synthetic("synthetic", 40_000);
     let store = land(&p, &trips).await;
@@ -289,9 +287,7 @@ async fn aggregate_killed_mid_stream_resumes_to_the_same_windows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_killed_mid_stream_loses_and_double_counts_nothing() {
-    let Some((db, kafka)) = backends_support::services() else {
-        return;
-    };
+    let (db, kafka) = backends_support::services();
     let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
     let trips = synthetic("synthetic", 20_000);
     let store = land(&p, &trips).await;
@@ -331,9 +327,7 @@ async fn relay_killed_mid_stream_loses_and_double_counts_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_aggregate_replicas_in_one_group_give_the_single_replica_result() {
-    let Some((db, kafka)) = backends_support::services() else {
-        return;
-    };
+    let (db, kafka) = backends_support::services();
     let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
     let trips = synthetic("synthetic", 30_000);
     land(&p, &trips).await;
@@ -355,9 +349,7 @@ async fn two_aggregate_replicas_in_one_group_give_the_single_replica_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_go_to_the_dead_letter_topic_with_reasons() {
-    let Some((db, kafka)) = backends_support::services() else {
-        return;
-    };
+    let (db, kafka) = backends_support::services();
     let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
     let producer: FutureProducer = KafkaSettings::plain(kafka.clone()).producer().unwrap();
     let good = synthetic("bad-test", 3);
@@ -491,9 +483,7 @@ fn valid_rows(path: &std::path::Path) -> (Vec<Trip>, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_sample_lands_idempotently_resumes_and_streams_to_the_in_process_windows() {
-    let Some((db, kafka)) = backends_support::services() else {
-        return;
-    };
+    let (db, kafka) = backends_support::services();
     let sample = backends_support::sample("yellow_tripdata_2025-01_head.parquet");
     let input = backends_support::path_str(&sample);
     let (trips, rejected) = valid_rows(&sample);
@@ -536,34 +526,9 @@ async fn real_sample_lands_idempotently_resumes_and_streams_to_the_in_process_wi
     assert_same(&expected(&trips), &got);
 }
 
-/// `GET path` on the probe server; (status, body).
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
-}
-
-/// The probe address a stage logged at start.
-fn probe_addr(p: &Pipeline, stage: &str) -> Option<String> {
-    let logs = p.logs();
-    let line = logs
-        .lines()
-        .find(|l| l.contains("stage starting") && l.contains(&format!("\"stage\":\"{stage}\"")))?;
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let addr = v["fields"]["probe_addr"].as_str()?;
-    Some(addr.replace("0.0.0.0", "127.0.0.1"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_serve_probes_and_metrics_and_sigterm_checkpoints_before_exit() {
-    let Some((db, kafka)) = backends_support::services() else {
-        return;
-    };
+    let (db, kafka) = backends_support::services();
     let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
     let trips = synthetic("synthetic", 5000);
     let store = land(&p, &trips).await;
@@ -655,9 +620,7 @@ async fn stages_serve_probes_and_metrics_and_sigterm_checkpoints_before_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_ingest_replicas_share_the_sources_and_land_each_row_once() {
-    let Some((db, kafka)) = backends_support::services() else {
-        return;
-    };
+    let (db, kafka) = backends_support::services();
     let p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
     let a = backends_support::sample("yellow_tripdata_2025-01_head.parquet");
     let b = backends_support::sample("yellow_tripdata_2020-01_head.csv");
@@ -752,9 +715,7 @@ fn socrata(n: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_data_api_lands_page_by_page_once() {
-    let Some((db, kafka)) = backends_support::services() else {
-        return;
-    };
+    let (db, kafka) = backends_support::services();
     let mut p = Pipeline::new(&db, &kafka, WINDOW_S, LATENESS_S).await;
     p.config.source.open_data = Some(taxistream_crds::worker_config::OpenDataConfig {
         domain: socrata(250),
@@ -865,9 +826,7 @@ fn no_dead_letters(p: &Pipeline, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_number_of_partitions_and_replicas_emits_the_run_groups_without_idle_exit() {
-    let Some((db, kafka)) = backends_support::services() else {
-        return;
-    };
+    let (db, kafka) = backends_support::services();
     // The demo's sample: 86% of its rows trail the newest pickup before them
     // by more than the ten minutes of allowed lateness, in file order.
     let sample = backends_support::sample("yellow_tripdata_2025-01_head.parquet");
@@ -924,9 +883,7 @@ fn trips_by_partition(p: &Pipeline, partitions: i32) -> Vec<(usize, usize)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn growing_the_trips_topic_mid_stream_changes_no_result() {
-    let Some((db, kafka)) = backends_support::services() else {
-        return;
-    };
+    let (db, kafka) = backends_support::services();
     let sample = backends_support::sample("yellow_tripdata_2025-01_head.parquet");
     let (trips, _) = valid_rows(&sample);
     let want = run_groups(&sample);
@@ -1034,9 +991,7 @@ async fn growing_the_trips_topic_mid_stream_changes_no_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_month_still_landing_holds_back_a_later_month_so_neither_is_late() {
-    let Some((db, kafka)) = backends_support::services() else {
-        return;
-    };
+    let (db, kafka) = backends_support::services();
     let early = backends_support::sample("yellow_tripdata_2020-01_head.csv");
     let late = backends_support::sample("yellow_tripdata_2025-01_head.parquet");
     let (early_trips, _) = valid_rows(&early);

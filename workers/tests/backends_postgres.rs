@@ -41,8 +41,8 @@ fn trip(source: &str, row: u64, zone: i32) -> Trip {
     }
 }
 
-async fn store() -> Option<PgStore> {
-    let url = backends_support::postgres_url()?;
+async fn store() -> PgStore {
+    let url = backends_support::postgres_url();
     let settings = PgSettings {
         url: Secret::new(url),
         ssl_mode: None,
@@ -50,12 +50,12 @@ async fn store() -> Option<PgStore> {
         schema: backends_support::unique("t"),
         table: "trips".into(),
     };
-    Some(PgStore::connect(&settings, 4).await.unwrap())
+    PgStore::connect(&settings, 4).await.unwrap()
 }
 
 #[tokio::test]
 async fn landing_is_idempotent_and_the_outbox_reads_each_source_in_pickup_order() {
-    let Some(store) = store().await else { return };
+    let store = store().await;
     let a: Vec<Trip> = (0..1000)
         .map(|r| trip("a.parquet", r, 1 + (r % 265) as i32))
         .collect();
@@ -189,12 +189,8 @@ async fn bad_urls_do_not_leak_the_password() {
 
 #[tokio::test]
 async fn verify_full_tls_checks_the_server_certificate_from_a_mounted_ca() {
-    let Some(url) = backends_support::postgres_url() else {
-        return;
-    };
-    let Some(ca) = backends_support::pg_tls_ca() else {
-        return;
-    };
+    let url = backends_support::postgres_url();
+    let ca = backends_support::pg_tls_ca();
     let settings = |ssl_mode, ca_file: Option<String>| PgSettings {
         url: Secret::new(url.clone()),
         ssl_mode: Some(ssl_mode),

@@ -1,45 +1,39 @@
 //! Shared helpers of the backend integration tests: where the real services
 //! are (started by `scripts/services.sh`), unique names per test, and the
-//! rule for missing services: fail in CI, skip with a clear line locally.
+//! rule for missing services: the test fails, naming the command that starts them.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-fn service(var: &str, what: &str) -> Option<String> {
+fn service(var: &str, what: &str) -> String {
     match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "{var} is not set: CI must run the tests through scripts/test.sh, which starts {what}"
-            )
-        }
-        _ => {
-            eprintln!(
-                "skipped: no {what} ({var} unset; run scripts/test.sh or `eval \"$(scripts/services.sh up)\"`)"
-            );
-            None
-        }
+        Ok(v) if !v.is_empty() => v,
+        // A missing service fails the test instead of skipping it, so a run
+        // without the services can never look green.
+        _ => panic!(
+            "{var} is not set: run the tests with `make test` (or `eval \"$(bash scripts/services.sh up)\"` first), which starts {what}"
+        ),
     }
 }
 
 /// `DATABASE_URL` of the test PostgreSQL.
-pub fn postgres_url() -> Option<String> {
+pub fn postgres_url() -> String {
     service("DATABASE_URL", "PostgreSQL")
 }
 
 /// `KAFKA_BOOTSTRAP` of the test broker.
-pub fn kafka_bootstrap() -> Option<String> {
-    service("KAFKA_BOOTSTRAP", "Kafka broker")
+pub fn kafka_bootstrap() -> String {
+    service("KAFKA_BOOTSTRAP", "the Kafka broker")
 }
 
 /// CA of the test PostgreSQL's server certificate (`PG_TLS_CA`).
-pub fn pg_tls_ca() -> Option<String> {
-    service("PG_TLS_CA", "PostgreSQL TLS CA")
+pub fn pg_tls_ca() -> String {
+    service("PG_TLS_CA", "PostgreSQL with TLS")
 }
 
-/// Both services, or `None` (after printing the skip line).
-pub fn services() -> Option<(String, String)> {
-    Some((postgres_url()?, kafka_bootstrap()?))
+/// Both services.
+pub fn services() -> (String, String) {
+    (postgres_url(), kafka_bootstrap())
 }
 
 /// A name no other test (or earlier run against the same services) uses.
@@ -369,4 +363,27 @@ pub fn sample(name: &str) -> PathBuf {
 
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// `GET path` on a stage's probe server; (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// The probe address a stage logged at start.
+pub fn probe_addr(p: &Pipeline, stage: &str) -> Option<String> {
+    let logs = p.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("stage starting") && l.contains(&format!("\"stage\":\"{stage}\"")))?;
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let addr = v["fields"]["probe_addr"].as_str()?;
+    Some(addr.replace("0.0.0.0", "127.0.0.1"))
 }
