@@ -4,7 +4,7 @@
 
 mod backends_support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use backends_support::{Pipeline, http_get, probe_addr, wait_timeout};

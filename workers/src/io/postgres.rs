@@ -55,6 +55,15 @@ pub enum PgError {
     },
 }
 
+/// Maps a failed query on `table` to [`PgError::Query`].
+fn query_err<'a>(table: &'a str, what: &'static str) -> impl FnOnce(sqlx::Error) -> PgError + 'a {
+    move |source| PgError::Query {
+        what,
+        table: table.to_owned(),
+        source,
+    }
+}
+
 /// Embedded migration templates (see `workers/migrations/`).
 static TEMPLATES: Migrator = sqlx::migrate!("./migrations");
 
@@ -193,11 +202,7 @@ impl PgStore {
     }
 
     fn query_err(&self, what: &'static str) -> impl FnOnce(sqlx::Error) -> PgError + '_ {
-        move |source| PgError::Query {
-            what,
-            table: self.qualified.clone(),
-            source,
-        }
+        query_err(&self.qualified, what)
     }
 
     /// The pool, for tests and tools that inspect the store.
@@ -533,11 +538,7 @@ impl RelayTx {
         .bind(idle.as_secs_f64())
         .fetch_all(&mut *self.tx)
         .await
-        .map_err(|source| PgError::Query {
-            what: "read relay sources",
-            table: self.qualified.clone(),
-            source,
-        })?;
+        .map_err(query_err(&self.qualified, "read relay sources"))?;
         let pair = |p: Option<NaiveDateTime>, id: Option<i64>| {
             p.zip(id).map(|(p, id)| (micros_from_naive(p), id))
         };
@@ -561,11 +562,7 @@ impl RelayTx {
         .bind(&self.relay)
         .fetch_one(&mut *self.tx)
         .await
-        .map_err(|source| PgError::Query {
-            what: "read relay sources",
-            table: self.qualified.clone(),
-            source,
-        })?;
+        .map_err(query_err(&self.qualified, "read relay sources"))?;
         Ok(high.map(micros_from_naive))
     }
 
@@ -595,11 +592,7 @@ impl RelayTx {
         .bind(limit)
         .fetch_all(&mut *self.tx)
         .await
-        .map_err(|source| PgError::Query {
-            what: "read outbox",
-            table: self.qualified.clone(),
-            source,
-        })?;
+        .map_err(query_err(&self.qualified, "read outbox"))?;
         rows.iter()
             .map(|r| outbox_row(r, &self.qualified))
             .collect()
@@ -621,11 +614,7 @@ impl RelayTx {
             .bind(id)
             .execute(&mut *self.tx)
             .await
-            .map_err(|source| PgError::Query {
-                what: "advance relay position",
-                table: self.qualified.clone(),
-                source,
-            })?;
+            .map_err(query_err(&self.qualified, "advance relay position"))?;
         }
         for source in &progress.finished {
             // A source with no valid row has no position yet: its row is
@@ -640,32 +629,23 @@ impl RelayTx {
             .bind(source)
             .execute(&mut *self.tx)
             .await
-            .map_err(|source| PgError::Query {
-                what: "finish relay source",
-                table: self.qualified.clone(),
-                source,
-            })?;
+            .map_err(query_err(&self.qualified, "finish relay source"))?;
         }
-        let qualified = self.qualified.clone();
         sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {qualified}_relay_progress SET watermark = COALESCE($2, watermark), \
+            "UPDATE {}_relay_progress SET watermark = COALESCE($2, watermark), \
              key_groups = COALESCE(key_groups, $3), updated_at = now() WHERE relay = $1",
+            self.qualified
         )))
         .bind(&self.relay)
         .bind(progress.watermark)
         .bind(progress.key_groups)
         .execute(&mut *self.tx)
         .await
-        .map_err(|source| PgError::Query {
-            what: "advance relay progress",
-            table: qualified.clone(),
-            source,
-        })?;
-        self.tx.commit().await.map_err(|source| PgError::Query {
-            what: "commit relay progress",
-            table: qualified,
-            source,
-        })
+        .map_err(query_err(&self.qualified, "advance relay progress"))?;
+        self.tx
+            .commit()
+            .await
+            .map_err(query_err(&self.qualified, "commit relay progress"))
     }
 }
 

@@ -160,6 +160,13 @@ fn mostly_text(head: &[u8]) -> bool {
     odd == 0
 }
 
+fn io_err(name: &str) -> impl Fn(std::io::Error) -> SourceError + Copy + '_ {
+    move |error| SourceError::Io {
+        name: name.to_string(),
+        error,
+    }
+}
+
 fn not_trip_data(name: &str, what: &str) -> SourceError {
     SourceError::Unsupported {
         name: name.to_string(),
@@ -178,10 +185,7 @@ pub fn open_file(
     default_dataset: Dataset,
 ) -> Result<Box<dyn TripReader>, SourceError> {
     use std::io::Read;
-    let io_err = |error| SourceError::Io {
-        name: name.to_string(),
-        error,
-    };
+    let io_err = io_err(name);
     let file = std::fs::File::open(path).map_err(io_err)?;
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     (&file)
@@ -244,10 +248,7 @@ fn open_gzip(
     default_dataset: Dataset,
 ) -> Result<Box<dyn TripReader>, SourceError> {
     use std::io::{BufRead, Read};
-    let io_err = |error| SourceError::Io {
-        name: name.to_string(),
-        error,
-    };
+    let io_err = io_err(name);
     let gz = |file| flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
     let file = std::fs::File::open(path).map_err(io_err)?;
     let mut inner = std::io::BufReader::with_capacity(SNIFF_BYTES, gz(file));
