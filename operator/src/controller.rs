@@ -57,12 +57,32 @@ pub fn controller<K: Reconciled>(api: Api<K>) -> Controller<K> {
             Default::default(),
         );
     Controller::for_stream(changes, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
 }
+
+/// Reconciles in flight at once per controller. Unbounded, a burst of a
+/// thousand new pipelines holds a thousand half-built sets of children (and
+/// their TLS keys) in memory at once, and none of them finishes sooner for
+/// it: the API server and two cores are the limit either way.
+pub const CONCURRENCY: u16 = 16;
 
 /// Drops `metadata.managedFields` before an object enters a store: often
 /// the largest part of an object, and never read by the operator.
 pub fn forget_managed_fields<K: Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
+}
+
+/// Keeps of an object's metadata only what a store of children (or of
+/// Secret names) is read for: identity, owners, generation and the
+/// operator's annotations. Labels and timestamps are most of the rest, and
+/// thirteen children per pipeline make them the bulk of the operator's memory.
+pub fn keep_identity<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.creation_timestamp = None;
+    meta.generate_name = None;
+    meta.self_link = None;
 }
 
 /// Runs `controller` with the shared error policy until it shuts down.

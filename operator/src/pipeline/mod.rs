@@ -18,7 +18,7 @@ use taxistream_crds::{CassandraSink, KafkaTopic, TaxiPipeline, TaxiPipelineStatu
 
 use crate::api_for;
 use crate::context::Context;
-use crate::controller::{self, Reconciled, forget_managed_fields};
+use crate::controller::{self, Reconciled, forget_managed_fields, keep_identity};
 
 impl Reconciled for TaxiPipeline {
     const CONTROLLER: &'static str = "pipeline";
@@ -75,7 +75,7 @@ pub async fn run(
     let (secrets, writer) = reflector::store();
     let secret_events = watcher(secrets_api, watcher::Config::default())
         .default_backoff()
-        .modify(forget_managed_fields)
+        .modify(keep_identity)
         .reflect(writer)
         .touched_objects();
 
@@ -172,7 +172,7 @@ fn changed_or_deleted(
 /// compared for drift (for Deployments also selector, replicas and status);
 /// the TLS Secrets whole, for their certificates.
 pub fn keep_compared(kind: &str, obj: &mut DynamicObject) {
-    forget_managed_fields(obj);
+    keep_identity(obj);
     if kind == "Secret" {
         return;
     }
