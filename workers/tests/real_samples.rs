@@ -1,4 +1,4 @@
-//! Correctness on every real TLC sample in `../shared/data`, read in the
+//! Correctness on every real TLC sample in `examples/data`, read in the
 //! order the TLC ships them: the per-zone, per-window totals the local job
 //! emits must equal totals computed here, independently, from the raw rows
 //! (excluding late and dead-letter rows), and every row must be accounted
@@ -30,20 +30,9 @@ use taxistream_worker::zones::ZoneLookup;
 
 const US: i64 = 1_000_000;
 
-fn shared_data() -> PathBuf {
-    // Beside the repository, or beside the directory of its git worktrees.
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        manifest.join("../../shared/data"),
-        manifest.join("../../../shared/data"),
-    ];
-    match candidates.iter().find(|d| d.is_dir()) {
-        Some(dir) => dir.clone(),
-        None => panic!(
-            "{} is missing: the real TLC samples are expected beside the repository",
-            candidates[0].display()
-        ),
-    }
+fn samples() -> PathBuf {
+    // Copies of `../shared/data`, so a clone anywhere has them.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data")
 }
 
 /// One raw row, parsed here without the worker's readers.
@@ -302,7 +291,7 @@ fn run_job_in(
 }
 
 fn check_sample(file: &str) {
-    check_sample_at(&shared_data().join(file), file);
+    check_sample_at(&samples().join(file), file);
 }
 
 fn check_sample_at(path: &Path, file: &str) {
@@ -483,7 +472,7 @@ fn yellow_2019_01_renamed_csv() {
 fn green_2020_04_whole_month_loses_no_trip_to_lateness() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("green_tripdata_2020-04.csv");
-    let gz = std::fs::File::open(shared_data().join("green_tripdata_2020-04.csv.gz")).unwrap();
+    let gz = std::fs::File::open(samples().join("green_tripdata_2020-04.csv.gz")).unwrap();
     std::io::copy(
         &mut flate2::read::GzDecoder::new(gz),
         &mut std::fs::File::create(&csv).unwrap(),
@@ -551,7 +540,7 @@ fn two_real_months_in_either_order_merge_by_pickup() {
         "yellow_tripdata_2025-02_sample.parquet",
     ]
     .iter()
-    .map(|f| (shared_data().join(f), f.to_string()))
+    .map(|f| (samples().join(f), f.to_string()))
     .collect();
     check_merged(&files, &[&[0, 1], &[1, 0]]);
     // Windowing one file after the other, the later month given first
@@ -566,8 +555,7 @@ fn two_real_months_in_either_order_merge_by_pickup() {
 /// month on, whose latest 20 pickups are in the January file.
 #[test]
 fn a_file_with_pickups_of_the_next_month_makes_nothing_late() {
-    let text =
-        std::fs::read_to_string(shared_data().join("yellow_tripdata_2020-01_head.csv")).unwrap();
+    let text = std::fs::read_to_string(samples().join("yellow_tripdata_2020-01_head.csv")).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap();
     let jan: Vec<&str> = lines.collect();
@@ -619,7 +607,7 @@ fn a_file_with_pickups_of_the_next_month_makes_nothing_late() {
 
 #[test]
 fn quirks_of_the_samples_survive_normalisation() {
-    let data = shared_data();
+    let data = samples();
     // 2025-02: null passenger counts are kept as nulls, refunds are flagged, CBD fee read.
     let (summary, _, _) = run_job(
         &data.join("yellow_tripdata_2025-02_sample.parquet"),

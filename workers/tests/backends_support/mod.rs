@@ -349,16 +349,11 @@ pub fn sigkill(child: &mut Child) {
     child.wait().unwrap();
 }
 
-/// A real TLC sample shipped with the repository (or beside the clone).
+/// A real TLC sample shipped with the repository (`examples/data/`).
 pub fn sample(name: &str) -> PathBuf {
-    let root = repo_root();
-    for dir in [root.join("examples/data"), root.join("../shared/data")] {
-        let p = dir.join(name);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("sample {name} not found in examples/data or ../shared/data");
+    let p = repo_root().join("examples/data").join(name);
+    assert!(p.exists(), "sample {name} not found in examples/data");
+    p
 }
 
 pub fn path_str(p: &Path) -> String {
