@@ -170,10 +170,12 @@ fn changed_or_deleted(
 
 /// What a child store keeps: metadata (owner, applied hash) and the fields
 /// compared for drift (for Deployments also selector, replicas and status);
-/// the TLS Secrets whole, for their certificates.
+/// the TLS Secrets whole, for their certificates. The body is kept packed
+/// ([`watched::pack`]).
 pub fn keep_compared(kind: &str, obj: &mut DynamicObject) {
     keep_identity(obj);
     if kind == "Secret" {
+        obj.data = watched::pack(&obj.data);
         return;
     }
     let mut kept = desired::drift::compared_only(kind, &obj.data);
@@ -196,7 +198,7 @@ pub fn keep_compared(kind: &str, obj: &mut DynamicObject) {
             desired::drift::copy(&mut kept, &obj.data, &pointer);
         }
     }
-    obj.data = kept;
+    obj.data = watched::pack(&kept);
 }
 
 #[cfg(test)]
