@@ -48,6 +48,8 @@ struct State {
     gets: u64,
     writes: u64,
     applied_at: Option<Instant>,
+    /// When each pipeline was applied, by name.
+    applied: HashMap<String, Instant>,
     /// Per owning pipeline: its children, and when the last of them was created.
     children: HashMap<String, (u64, Instant)>,
 }
@@ -216,7 +218,8 @@ impl Server {
     }
 
     /// `kubectl apply` of `count` copies of the fixture's pipeline at once.
-    fn apply_pipelines(&self, count: usize) -> Result<(), Box<dyn Error>> {
+    /// Applies pipelines `p{first}` to `p{first + count - 1}`.
+    fn apply_pipelines(&self, first: usize, count: usize) -> Result<(), Box<dyn Error>> {
         let pipeline = serde_yaml::Deserializer::from_str(FIXTURE)
             .map(Value::deserialize)
             .collect::<Result<Vec<_>, _>>()?
@@ -224,9 +227,11 @@ impl Server {
             .find(|v| v["kind"] == "TaxiPipeline")
             .ok_or("no pipeline in the fixture")?;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.applied_at = Some(Instant::now());
-        for i in 0..count {
+        let now = Instant::now();
+        state.applied_at.get_or_insert(now);
+        for i in first..first + count {
             let name = format!("p{i:04}");
+            state.applied.insert(name.clone(), now);
             let mut p = pipeline.clone();
             p["metadata"]["name"] = json!(name);
             p["metadata"]["namespace"] = json!(NS);
@@ -240,13 +245,18 @@ impl Server {
 
     fn stats(&self) -> Value {
         let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let applied_at = state.applied_at;
-        let mut children_ms: Vec<u128> = state
+        // Per pipeline: its children so far, and the ms from its apply to the last of them.
+        let children_ms: serde_json::Map<String, Value> = state
             .children
-            .values()
-            .filter_map(|(_, at)| applied_at.map(|a| at.duration_since(a).as_millis()))
+            .iter()
+            .filter_map(|(owner, (n, at))| {
+                let applied = state.applied.get(owner)?;
+                Some((
+                    owner.clone(),
+                    json!([n, at.duration_since(*applied).as_millis()]),
+                ))
+            })
             .collect();
-        children_ms.sort_unstable();
         let children: u64 = state.children.values().map(|(n, _)| n).sum();
         let with_status = state
             .objects
@@ -264,8 +274,8 @@ impl Server {
         match path.as_str() {
             "/bench/stats" => return respond(StatusCode::OK, &self.stats()),
             "/bench/apply" => {
-                let count = query.get("count").and_then(|c| c.parse().ok()).unwrap_or(0);
-                return match self.apply_pipelines(count) {
+                let number = |k: &str| query.get(k).and_then(|c| c.parse().ok()).unwrap_or(0);
+                return match self.apply_pipelines(number("first"), number("count")) {
                     Ok(()) => respond(StatusCode::OK, &json!({})),
                     Err(e) => respond(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
                 };

@@ -2,7 +2,8 @@
 //! (watches, stores, controller), against an in-memory API server in a
 //! separate process, with 1,000 pipelines applied at once. Prints the
 //! apply-to-children time per pipeline, the API requests of a settled
-//! reconcile, and the operator process's own RSS.
+//! reconcile, then the apply-to-children time of pipelines created one at
+//! a time with the stores full, and the operator process's own RSS.
 //!
 //! The bench re-executes itself as `bench_operator serve` for the API
 //! server (`api_server.rs`): what `/proc/self/status` reports here is the
@@ -69,10 +70,23 @@ fn count(stats: &Value, field: &str) -> u64 {
     stats[field].as_u64().unwrap_or(0)
 }
 
-fn percentile(sorted: &[Value], p: usize) -> Duration {
+fn percentile(sorted: &[u64], p: usize) -> Duration {
     let i = (sorted.len() * p / 100).min(sorted.len().saturating_sub(1));
-    Duration::from_millis(sorted.get(i).and_then(Value::as_u64).unwrap_or(0))
+    Duration::from_millis(sorted.get(i).copied().unwrap_or(0))
 }
+
+/// (children so far, ms from its apply to the last of them) of pipeline `name`.
+fn children_of(stats: &Value, name: &str) -> (u64, u64) {
+    let entry = &stats["children_ms"][name];
+    (
+        entry[0].as_u64().unwrap_or(0),
+        entry[1].as_u64().unwrap_or(0),
+    )
+}
+
+/// Pipelines applied one at a time once the others have settled: how long
+/// each waits for its children with the stores full.
+const ONE_BY_ONE: usize = 10;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
@@ -163,7 +177,34 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let per =
         |a: &Value, b: &Value, field| (count(a, field) - count(b, field)) as f64 / PIPELINES as f64;
 
-    let children_ms = stats["children_ms"].as_array().cloned().unwrap_or_default();
+    let mut children_ms: Vec<u64> = stats["children_ms"]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v[1].as_u64()).collect())
+        .unwrap_or_default();
+    children_ms.sort_unstable();
+    let per_pipeline = count(&stats, "children") / PIPELINES as u64;
+
+    // Then pipelines one at a time, as they are created day to day.
+    let mut one_by_one = Vec::new();
+    for i in PIPELINES..PIPELINES + ONE_BY_ONE {
+        let name = format!("p{i:04}");
+        let _: Value = bench(&client, "POST", &format!("/bench/apply?first={i}&count=1")).await?;
+        let waited = Instant::now();
+        let ms = loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let stats: Value = bench(&client, "GET", "/bench/stats").await?;
+            let (children, ms) = children_of(&stats, &name);
+            if children >= per_pipeline {
+                break ms;
+            }
+            if waited.elapsed() > Duration::from_secs(60) {
+                return Err(format!("{name} got no children within a minute").into());
+            }
+        };
+        one_by_one.push(ms);
+    }
+    one_by_one.sort_unstable();
+    let one_by_one_peak = memory_mib("VmHWM");
     println!(
         "pipelines: {PIPELINES}, applied at once; {} children created",
         count(&stats, "children")
@@ -173,6 +214,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         percentile(&children_ms, 50),
         percentile(&children_ms, 99),
         percentile(&children_ms, 100),
+    );
+    println!(
+        "then {ONE_BY_ONE} more, one at a time (stores full): apply to children median {:?}, max {:?}",
+        percentile(&one_by_one, 50),
+        percentile(&one_by_one, 100),
     );
     println!(
         "requests to settle: {:.1} GETs, {:.1} writes per pipeline (Events included)",
@@ -185,7 +231,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         per(&after, &counted, "writes"),
     );
     println!(
-        "operator process RSS: {at_start:.1} MiB with the stores synced and empty; peak {peak:.1} MiB up to settling; {settled_rss:.1} MiB settled"
+        "operator process RSS: {at_start:.1} MiB with the stores synced and empty; peak {peak:.1} MiB up to settling; {settled_rss:.1} MiB settled; peak {one_by_one_peak:.1} MiB to the end"
     );
     let _ = stop.send(());
     let _ = controller.await;
