@@ -240,10 +240,16 @@ fn timeouts_and_retries_are_options_of_run_and_ingest() {
         "--read-timeout",
         "1m",
     ]);
-    assert_eq!((cli.run.connect_timeout, cli.run.read_timeout), (3, 60));
+    assert_eq!(
+        (cli.run.fetch.connect_timeout, cli.run.fetch.read_timeout),
+        (3, 60)
+    );
     let defaults = Cli::parse_from(["run", "--input", "x.csv"]);
     assert_eq!(
-        (defaults.run.connect_timeout, defaults.run.read_timeout),
+        (
+            defaults.run.fetch.connect_timeout,
+            defaults.run.fetch.read_timeout
+        ),
         (10, 30)
     );
     let ingest = Ingest::parse_from([
@@ -257,9 +263,9 @@ fn timeouts_and_retries_are_options_of_run_and_ingest() {
     ]);
     assert_eq!(
         (
-            ingest.args.retries,
-            ingest.args.connect_timeout,
-            ingest.args.read_timeout
+            ingest.args.fetch.retries,
+            ingest.args.fetch.connect_timeout,
+            ingest.args.fetch.read_timeout
         ),
         (1, 2, 5)
     );

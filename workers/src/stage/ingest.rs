@@ -13,7 +13,7 @@
 //! the failure at the end.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
@@ -23,11 +23,11 @@ use crate::error::StageError;
 use crate::io::postgres::PgStore;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-use crate::source::http::{Downloader, FetchOptions, RetryPolicy, Timeouts};
+use crate::source::http::{Downloader, FetchOptions};
 use crate::source::open_data::{OpenDataPager, OpenDataQuery};
 use crate::source::spec::{InputSpec, expand_input};
 use crate::source::{ReadBatch, SourceError, next_batch_guarded, open_file};
-use crate::stage::run_local::parse_duration;
+use crate::stage::fetch_args::FetchArgs;
 use crate::stage::runtime::{CommonArgs, StageRuntime};
 use crate::trip::{Dataset, SourceRef, Trip};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Validator};
@@ -44,18 +44,8 @@ pub struct IngestArgs {
     /// instead of the configured ones.
     #[arg(long = "input")]
     pub inputs: Vec<String>,
-    /// Download retries per file or Open Data page.
-    #[arg(long, default_value_t = 5)]
-    pub retries: usize,
-    /// How long a download may take to connect, e.g. `10s`.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub connect_timeout: u64,
-    /// How long a download may wait for the server between two reads.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub read_timeout: u64,
-    /// Where downloaded inputs are kept (a partial download is resumed).
-    #[arg(long, default_value_os_t = std::env::temp_dir().join("taxistream-downloads"))]
-    pub download_dir: PathBuf,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
 }
 
 /// What an ingest run did.
@@ -437,17 +427,8 @@ pub async fn main(args: IngestArgs) -> Result<(), StageError> {
             None
         },
         w.source.dataset,
-        &args.download_dir,
-        FetchOptions {
-            retry: RetryPolicy {
-                max_retries: args.retries,
-                ..RetryPolicy::default()
-            },
-            timeouts: Timeouts {
-                connect: Duration::from_secs(args.connect_timeout),
-                read: Duration::from_secs(args.read_timeout),
-            },
-        },
+        &args.fetch.download_dir,
+        args.fetch.options(),
         &rt.metrics,
         &rt.shutdown,
     )

@@ -11,5 +11,6 @@ pub mod runtime;
 pub mod sink;
 
 // The embedded default job (issue 3): read → validate → window in one process.
+pub mod fetch_args;
 pub mod run_local;
 pub mod run_merge;

@@ -33,10 +33,11 @@ use crate::dead_letter::{
     DeadLetter, DeadLetterCounts, DeadLetterSink, DiscardDeadLetters, JsonLinesDeadLetters, Reason,
 };
 use crate::output::{self, Format, OutputError, ResultWriter};
-use crate::source::http::{Downloader, RetryPolicy, Timeouts};
+use crate::source::http::Downloader;
 use crate::source::open_data::{OpenDataPager, OpenDataQuery};
 use crate::source::spec::{InputSpec, MonthRange, TLC_BASE_URL, expand_input};
 use crate::source::{ReadBatch, SourceError, TripReader, next_batch_guarded, open_file};
+use crate::stage::fetch_args::{FetchArgs, parse_duration};
 use crate::stage::run_merge::{EventTimeMerge, Origins, SpillError};
 use crate::trip::{Dataset, TripBatch};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
@@ -104,21 +105,11 @@ pub struct RunArgs {
     /// Pickups more than this many days outside a file's month are dead-lettered.
     #[arg(long, default_value_t = DEFAULT_MONTH_TOLERANCE_DAYS)]
     pub month_tolerance_days: i64,
-    /// Where downloads are kept.
-    #[arg(long, default_value_os_t = std::env::temp_dir().join("taxistream-downloads"))]
-    pub download_dir: PathBuf,
+    #[command(flatten)]
+    pub fetch: FetchArgs,
     /// Keep downloaded files after reading them (they are deleted by default).
     #[arg(long)]
     pub keep_downloads: bool,
-    /// Download retries per file or page.
-    #[arg(long, default_value_t = 5)]
-    pub retries: usize,
-    /// How long a download may take to connect, e.g. `10s`.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub connect_timeout: u64,
-    /// How long a download may wait for the server between two reads.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub read_timeout: u64,
     /// No progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -148,24 +139,6 @@ fn parse_group_by(s: &str) -> Result<GroupBy, String> {
             "{s:?}: expected pickup-zone, dropoff-zone, borough or payment-type"
         )),
     }
-}
-
-/// Parses `90`, `90s`, `5m`, `1h`, `1d` into seconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 300s, 5m or 1h"))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// Failures that stop the whole run (per-source failures do not).
@@ -623,17 +596,12 @@ pub async fn run(args: RunArgs) -> Result<Summary, RunError> {
     if args.file_order {
         job = job.in_file_order();
     }
-    let retry = RetryPolicy {
-        max_retries: args.retries,
-        ..RetryPolicy::default()
-    };
+    let fetch = args.fetch.options();
+    let retry = fetch.retry;
     let needs_http =
         args.open_data.is_some() || inputs.iter().any(|i| matches!(i, InputSpec::Url(_)));
     let client = if needs_http {
-        Some(crate::source::http::client_with(Timeouts {
-            connect: Duration::from_secs(args.connect_timeout),
-            read: Duration::from_secs(args.read_timeout),
-        })?)
+        Some(crate::source::http::client_with(fetch.timeouts)?)
     } else {
         None
     };
@@ -644,7 +612,7 @@ pub async fn run(args: RunArgs) -> Result<Summary, RunError> {
             (InputSpec::Path(p), _) => p.clone(),
             (InputSpec::Url(url), Some(client)) => {
                 info!(url, "downloading");
-                let dl = Downloader::new(client.clone(), args.download_dir.clone(), retry);
+                let dl = Downloader::new(client.clone(), args.fetch.download_dir.clone(), retry);
                 match dl.fetch(url).await {
                     Ok(p) => p,
                     Err(e) => {
@@ -712,13 +680,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_keys_parse() {
-        assert_eq!(parse_duration("300"), Ok(300));
-        assert_eq!(parse_duration("5m"), Ok(300));
-        assert_eq!(parse_duration("1h"), Ok(3_600));
-        assert_eq!(parse_duration("2d"), Ok(172_800));
-        assert!(parse_duration("5 weeks").is_err());
-        assert!(parse_duration("m").is_err());
+    fn keys_parse() {
         assert_eq!(parse_group_by("pickup-zone"), Ok(GroupBy::PickupZone));
         assert_eq!(parse_group_by("dropoffZone"), Ok(GroupBy::DropoffZone));
         assert_eq!(parse_group_by("payment_type"), Ok(GroupBy::PaymentType));
