@@ -14,6 +14,7 @@ pub mod common;
 pub mod conditions;
 pub mod manifests;
 pub mod pipeline;
+pub mod results_table;
 pub mod sink;
 pub mod topic;
 pub mod worker_config;

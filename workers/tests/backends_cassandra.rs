@@ -22,7 +22,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::value::CqlTimestamp;
-use taxistream_worker::io::cassandra::{CassandraError, ResultStore, group_key, table_ddl};
+use taxistream_crds::results_table;
+use taxistream_crds::sink::ClusteringOrder;
+use taxistream_worker::io::cassandra::{CassandraError, ResultStore, group_key};
 use taxistream_worker::io::codec;
 use taxistream_worker::io::kafka::KafkaSettings;
 use taxistream_worker::window::{GroupBy, WindowResult};
@@ -84,7 +86,10 @@ async fn in_keyspace<F: std::future::Future<Output = ()>>(
         .await
         .unwrap();
     admin
-        .query_unpaged(table_ddl(keyspace, table, 0), ())
+        .query_unpaged(
+            results_table::create_table(keyspace, table, ClusteringOrder::default(), 0),
+            (),
+        )
         .await
         .unwrap();
     let outcome = AssertUnwindSafe(body).catch_unwind().await;

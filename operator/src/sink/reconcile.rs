@@ -9,9 +9,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use taxistream_crds::conditions::{DEGRADED, READY, new_condition, set_condition};
+use taxistream_crds::results_table::SCHEMA_VERSION;
 use taxistream_crds::{CassandraSink, CassandraSinkStatus, DeletionPolicy};
 
-use super::schema::{self, SCHEMA_VERSION};
+use super::schema;
 use super::session::{self, connect};
 use crate::conditions::{degraded_unchecked, publish_transitions};
 use crate::context::Context;

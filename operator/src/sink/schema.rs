@@ -10,33 +10,8 @@
 use std::collections::BTreeMap;
 
 use taxistream_crds::CassandraSinkSpec;
-use taxistream_crds::sink::{ClusteringOrder, ReplicationStrategy, quote_cql_identifier};
-
-/// Version of the results-table layout below, recorded in `status.schemaVersion`.
-pub const SCHEMA_VERSION: i32 = 1;
-
-/// Columns of the results table after the key, with their CQL types: one
-/// row per closed window, as the sink workers write it
-/// (`taxistream_worker::io::cassandra`; the `results_table_matches_the_sink_workers`
-/// test keeps the two in step).
-pub const VALUE_COLUMNS: [(&str, &str); 16] = [
-    ("window_end", "timestamp"),
-    ("group_by", "text"),
-    ("key_name", "text"),
-    ("zone", "text"),
-    ("borough", "text"),
-    ("trips", "bigint"),
-    ("passengers", "bigint"),
-    ("max_passengers", "int"),
-    ("sum_fare", "double"),
-    ("sum_tip", "double"),
-    ("sum_tolls", "double"),
-    ("sum_total", "double"),
-    ("avg_distance", "double"),
-    ("avg_duration_s", "double"),
-    ("avg_speed_mph", "double"),
-    ("avg_tip_ratio", "double"),
-];
+use taxistream_crds::results_table;
+use taxistream_crds::sink::{ReplicationStrategy, quote_cql_identifier};
 
 fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -109,7 +84,7 @@ fn keyspace(spec: &CassandraSinkSpec) -> String {
 
 /// `"keyspace"."table"`.
 fn table(spec: &CassandraSinkSpec) -> String {
-    format!("{}.{}", keyspace(spec), quote_cql_identifier(&spec.table))
+    results_table::qualified(&spec.keyspace.name, &spec.table)
 }
 
 pub fn create_keyspace(spec: &CassandraSinkSpec) -> String {
@@ -128,26 +103,13 @@ pub fn alter_keyspace(spec: &CassandraSinkSpec) -> String {
     )
 }
 
-fn order(o: ClusteringOrder) -> &'static str {
-    match o {
-        ClusteringOrder::Asc => "ASC",
-        ClusteringOrder::Desc => "DESC",
-    }
-}
-
-/// The results table. `((group_key, day), window_start)` makes every write
-/// of a window an idempotent upsert and bounds partitions to one key-day.
+/// The results table ([`results_table`], shared with the sink workers).
 pub fn create_table(spec: &CassandraSinkSpec) -> String {
-    let columns: Vec<String> = VALUE_COLUMNS
-        .iter()
-        .map(|(c, t)| format!("    {c} {t},\n"))
-        .collect();
-    format!(
-        "CREATE TABLE IF NOT EXISTS {} (\n    group_key text,\n    day date,\n    window_start timestamp,\n{}    PRIMARY KEY ((group_key, day), window_start)\n) WITH CLUSTERING ORDER BY (window_start {}) AND default_time_to_live = {}",
-        table(spec),
-        columns.concat(),
-        order(spec.clustering_order),
-        spec.ttl_seconds
+    results_table::create_table(
+        &spec.keyspace.name,
+        &spec.table,
+        spec.clustering_order,
+        spec.ttl_seconds,
     )
 }
 
@@ -178,7 +140,7 @@ pub struct ObservedTable {
 /// Changes to make to an existing table, and problems no change can fix.
 pub fn table_drift(spec: &CassandraSinkSpec, table: &ObservedTable) -> (bool, Option<String>) {
     let ttl_differs = table.default_time_to_live != spec.ttl_seconds;
-    let want = order(spec.clustering_order);
+    let want = results_table::order_cql(spec.clustering_order);
     let problem = (!table.window_start_order.eq_ignore_ascii_case(want)).then(|| {
         format!(
             "table {}.{} orders window_start {} but the spec asks for {want}; Cassandra cannot change a clustering order, so recreate the table or change spec.clusteringOrder back",
@@ -194,7 +156,7 @@ pub fn table_drift(spec: &CassandraSinkSpec, table: &ObservedTable) -> (bool, Op
 mod tests {
     use super::*;
     use taxistream_crds::DeletionPolicy;
-    use taxistream_crds::sink::{Consistency, KeyspaceSpec};
+    use taxistream_crds::sink::{ClusteringOrder, Consistency, KeyspaceSpec};
 
     fn spec() -> CassandraSinkSpec {
         CassandraSinkSpec {
@@ -233,23 +195,6 @@ mod tests {
         );
         assert!(ddl.contains("default_time_to_live = 86400"), "{ddl}");
         assert!(ddl.contains("avg_tip_ratio double"), "{ddl}");
-    }
-
-    /// `name type` pairs of a CREATE TABLE, key columns included.
-    fn columns(ddl: &str) -> std::collections::BTreeSet<String> {
-        let body = &ddl[ddl.find('(').unwrap() + 1..ddl.find("PRIMARY KEY").unwrap()];
-        body.split(',')
-            .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
-            .filter(|c| !c.is_empty())
-            .collect()
-    }
-
-    #[test]
-    fn results_table_matches_the_sink_workers() {
-        let s = spec();
-        let workers = taxistream_worker::io::cassandra::table_ddl(&s.keyspace.name, &s.table, 0);
-        assert_eq!(columns(&create_table(&s)), columns(&workers));
-        assert!(workers.contains("PRIMARY KEY ((group_key, day), window_start)"));
     }
 
     #[test]

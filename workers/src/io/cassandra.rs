@@ -3,8 +3,8 @@
 //! window re-emitted after a crash or rebalance overwrites itself with the
 //! same values.
 //!
-//! Table layout (created by the operator's CassandraSink controller from
-//! [`table_ddl`]):
+//! Table layout (`taxistream_crds::results_table`, which the operator's
+//! CassandraSink controller creates it from):
 //!
 //! ```text
 //! PRIMARY KEY ((group_key, day), window_start)
@@ -30,7 +30,8 @@ use scylla::statement::Consistency as CqlConsistency;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlDate, CqlTimestamp};
 use taxistream_crds::pipeline::GroupBy;
-use taxistream_crds::sink::{Consistency, quote_cql_identifier};
+use taxistream_crds::results_table;
+use taxistream_crds::sink::Consistency;
 use taxistream_crds::worker_config::{CassandraConfig, TlsFiles};
 
 use crate::config::{ConfigError, Secret};
@@ -72,41 +73,6 @@ pub enum CassandraError {
     Identifier(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
-}
-
-/// `CREATE TABLE IF NOT EXISTS` for the results table.
-pub fn table_ddl(keyspace: &str, table: &str, ttl_seconds: u32) -> String {
-    let table = qualified(keyspace, table);
-    format!(
-        "CREATE TABLE IF NOT EXISTS {table} (\
-         group_key text, day date, window_start timestamp, window_end timestamp, \
-         group_by text, key_name text, zone text, borough text, \
-         trips bigint, passengers bigint, max_passengers int, \
-         sum_fare double, sum_tip double, sum_tolls double, sum_total double, \
-         avg_distance double, avg_duration_s double, avg_speed_mph double, avg_tip_ratio double, \
-         PRIMARY KEY ((group_key, day), window_start)) \
-         WITH default_time_to_live = {ttl_seconds}"
-    )
-}
-
-/// `"keyspace"."table"`, quoted as the operator's DDL quotes it: the CRD allows
-/// only lower-case names, for which quoted and unquoted name the same table.
-fn qualified(keyspace: &str, table: &str) -> String {
-    format!(
-        "{}.{}",
-        quote_cql_identifier(keyspace),
-        quote_cql_identifier(table)
-    )
-}
-
-fn upsert_cql(keyspace: &str, table: &str) -> String {
-    let table = qualified(keyspace, table);
-    format!(
-        "INSERT INTO {table} (group_key, day, window_start, window_end, group_by, \
-         key_name, zone, borough, trips, passengers, max_passengers, sum_fare, sum_tip, \
-         sum_tolls, sum_total, avg_distance, avg_duration_s, avg_speed_mph, avg_tip_ratio) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    )
 }
 
 /// The partition key text of a result.
@@ -284,7 +250,7 @@ impl ResultStore {
         check_datacenter(&session, cfg)?;
         let table = format!("{}.{}", cfg.keyspace, cfg.table);
         let mut upsert = session
-            .prepare(upsert_cql(&cfg.keyspace, &cfg.table))
+            .prepare(results_table::upsert(&cfg.keyspace, &cfg.table))
             .await
             .map_err(|e| CassandraError::Prepare {
                 table: table.clone(),
@@ -419,14 +385,7 @@ mod tests {
     }
 
     #[test]
-    fn ddl_keys_by_group_day_and_window_start() {
-        let ddl = table_ddl("taxi", "zone_stats", 0);
-        assert!(ddl.starts_with(r#"CREATE TABLE IF NOT EXISTS "taxi"."zone_stats" ("#));
-        assert!(
-            upsert_cql("taxi", "zone_stats").starts_with(r#"INSERT INTO "taxi"."zone_stats" ("#)
-        );
-        assert!(ddl.contains("PRIMARY KEY ((group_key, day), window_start)"));
-        assert_eq!(upsert_cql("taxi", "zone_stats").matches('?').count(), 19);
+    fn only_plain_identifiers_are_valid() {
         assert!(valid_identifier("zone_stats") && !valid_identifier("x;drop"));
     }
 }
