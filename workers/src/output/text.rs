@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use super::{OutputError, ResultWriter, columns};
+use crate::io::codec::window::WindowV1;
 use crate::trip::format_micros;
 use crate::window::{GroupBy, WindowResult};
 
@@ -73,7 +74,7 @@ impl ResultWriter for CsvWriter {
     }
 }
 
-/// One JSON object per result (the serde form of [`WindowResult`]).
+/// One JSON object per result, the object of the aggregates topic's `window/1`.
 pub struct JsonLinesWriter {
     out: Box<dyn Write>,
     path: String,
@@ -88,9 +89,11 @@ impl JsonLinesWriter {
 impl ResultWriter for JsonLinesWriter {
     fn write(&mut self, results: &[WindowResult]) -> Result<(), OutputError> {
         for r in results {
-            serde_json::to_writer(&mut self.out, r).map_err(|e| OutputError::Encode {
-                path: self.path.clone(),
-                message: e.to_string(),
+            serde_json::to_writer(&mut self.out, &WindowV1::from(r)).map_err(|e| {
+                OutputError::Encode {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                }
             })?;
             self.out.write_all(b"\n").map_err(io(&self.path))?;
         }

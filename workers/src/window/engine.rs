@@ -14,8 +14,9 @@ use super::{GroupBy, WindowConfig, WindowError};
 use crate::trip::{Micros, TripBatch};
 use crate::zones::ZoneLookup;
 
-/// One emitted (window, key) result with its zone enrichment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One emitted (window, key) result with its zone enrichment. Its wire
+/// form is `crate::io::codec::window`, a separate type.
+#[derive(Debug, Clone, PartialEq)]
 pub struct WindowResult {
     pub group_by: GroupBy,
     /// See [`super::KeyInfo::key`].

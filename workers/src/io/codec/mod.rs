@@ -44,14 +44,15 @@
 //!
 //! # `window/1` (value of the aggregates topic)
 //!
-//! JSON of [`WindowResult`] after the version byte. Results are a few per
-//! window and zone, orders of magnitude fewer than trips, and JSON keeps them
-//! readable with any Kafka tool; the version byte still guards the schema.
+//! See [`window`].
 
 use taxistream_crds::pipeline::Dataset;
 
 use crate::trip::{Micros, SourceRef, Trip};
-use crate::window::WindowResult;
+
+pub mod window;
+
+pub use window::{WINDOW_SCHEMA, decode_window, encode_window};
 
 /// Header naming the schema of a message value.
 pub const SCHEMA_HEADER: &str = "taxistream-schema";
@@ -59,13 +60,10 @@ pub const SCHEMA_HEADER: &str = "taxistream-schema";
 pub const TRIP_SCHEMA: &str = "trip/2";
 /// Schema of watermark markers on the trips topic.
 pub const WATERMARK_SCHEMA: &str = "watermark/2";
-/// Schema of window-result messages written by this version.
-pub const WINDOW_SCHEMA: &str = "window/1";
 
 const TRIPS_V2: u8 = 2;
 const KIND_TRIP: u8 = 0;
 const KIND_WATERMARK: u8 = 1;
-const WINDOW_V1: u8 = 1;
 
 const F_VENDOR: u16 = 1 << 0;
 const F_PASSENGERS: u16 = 1 << 1;
@@ -416,25 +414,6 @@ fn decode_trip_body(r: &mut Reader<'_>) -> Result<TripMessage, DecodeError> {
             refund: has(F_REFUND),
         },
     })
-}
-
-/// Encodes a window result as `window/1`.
-pub fn encode_window(result: &WindowResult) -> Result<Vec<u8>, serde_json::Error> {
-    let mut out = vec![WINDOW_V1];
-    serde_json::to_writer(&mut out, result)?;
-    Ok(out)
-}
-
-/// Decodes a `window/1` value.
-pub fn decode_window(value: &[u8]) -> Result<WindowResult, DecodeError> {
-    match value.first() {
-        None => Err(DecodeError::Empty),
-        Some(&WINDOW_V1) => serde_json::from_slice(&value[1..]).map_err(|e| DecodeError::Invalid {
-            field: "window",
-            detail: e.to_string(),
-        }),
-        Some(&v) => Err(DecodeError::UnknownVersion(v)),
-    }
 }
 
 #[cfg(test)]
