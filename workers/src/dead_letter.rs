@@ -28,6 +28,19 @@ pub enum Reason {
     ValueOutOfRange,
     /// Arrived after every window it belongs to had closed.
     Late,
+    /// A Kafka message with an empty value.
+    Empty,
+    /// A Kafka message in a schema version this worker does not read.
+    UnknownVersion,
+    /// A Kafka message shorter than its format needs.
+    Truncated,
+    /// A Kafka message with a field its format does not allow.
+    InvalidField,
+    /// A Kafka message with bytes after its record.
+    TrailingBytes,
+    /// A whole source failed (unreadable, cut off, not trip data): its
+    /// landed rows are kept, the rest of it is not read.
+    SourceError,
 }
 
 impl Reason {
@@ -39,6 +52,12 @@ impl Reason {
             Reason::TimestampOutOfRange => "timestamp_out_of_range",
             Reason::ValueOutOfRange => "value_out_of_range",
             Reason::Late => "late",
+            Reason::Empty => "empty",
+            Reason::UnknownVersion => "unknown_version",
+            Reason::Truncated => "truncated",
+            Reason::InvalidField => "invalid_field",
+            Reason::TrailingBytes => "trailing_bytes",
+            Reason::SourceError => "source_error",
         }
     }
 }

@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::dead_letter::Reason;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
     pub stage: String,
@@ -128,11 +130,11 @@ impl Metrics {
         self.records_out.get_or_create(&self.labels()).inc_by(n);
     }
 
-    pub fn dead_letter(&self, reason: &str) {
+    pub fn dead_letter(&self, reason: Reason) {
         self.dead_letters
             .get_or_create(&ReasonLabels {
                 stage: self.stage.clone(),
-                reason: reason.to_owned(),
+                reason: reason.as_str().to_owned(),
             })
             .inc();
     }
@@ -175,7 +177,7 @@ mod tests {
     fn exposition_names_every_series() {
         let m = Metrics::new("aggregate");
         m.records_in(3);
-        m.dead_letter("late");
+        m.dead_letter(Reason::Late);
         m.consumer_lag("trips", 2, 17);
         m.batch("commit", std::time::Duration::from_millis(3));
         m.window_emitted(std::time::Duration::from_millis(40));

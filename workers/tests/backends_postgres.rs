@@ -5,6 +5,7 @@
 mod backends_support;
 
 use taxistream_worker::config::Secret;
+use taxistream_worker::dead_letter::Reason;
 use taxistream_worker::io::postgres::{PgSettings, PgStore, RelayProgress};
 use taxistream_worker::trip::{Dataset, SourceRef, Trip};
 
@@ -81,7 +82,7 @@ async fn landing_is_idempotent_and_the_outbox_reads_each_source_in_pickup_order(
             source: "a.parquet".into(),
             row: 1000,
         },
-        "zone-out-of-range".to_owned(),
+        Reason::ZoneOutOfRange,
         "PULocationID 999".to_owned(),
     )];
     store.land("a.parquet", &[], &rejected, 1001).await.unwrap();

@@ -25,6 +25,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use taxistream_crds::worker_config::{KafkaConfig, SaslConfig, TlsFiles};
 
 use crate::config::{ConfigError, Secret};
+use crate::dead_letter::Reason;
 use crate::metrics::Metrics;
 
 /// Errors of the Kafka layer, naming the topic where there is one.
@@ -261,11 +262,16 @@ pub mod dlq {
 }
 
 /// Headers of a dead-letter message.
-pub fn dead_letter_headers(reason: &str, detail: &str, stage: &str, origin: &str) -> OwnedHeaders {
+pub fn dead_letter_headers(
+    reason: Reason,
+    detail: &str,
+    stage: &str,
+    origin: &str,
+) -> OwnedHeaders {
     OwnedHeaders::new()
         .insert(Header {
             key: dlq::REASON,
-            value: Some(reason),
+            value: Some(reason.as_str()),
         })
         .insert(Header {
             key: dlq::DETAIL,

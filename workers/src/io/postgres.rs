@@ -24,6 +24,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions, PgConnection, Postgres, Row, SqlSafeSt
 use taxistream_crds::pipeline::{Dataset, PgSslMode as SslMode};
 
 use crate::config::Secret;
+use crate::dead_letter::Reason;
 use crate::trip::{Micros, SourceRef, Trip, format_micros, micros_from_naive, naive_from_micros};
 
 /// Errors of the landing store, naming the table or source involved.
@@ -251,7 +252,7 @@ impl PgStore {
         &self,
         source: &str,
         trips: &[Trip],
-        rejected: &[(SourceRef, String, String)],
+        rejected: &[(SourceRef, Reason, String)],
         next_row: u64,
     ) -> Result<Landed, PgError> {
         let mut tx = self.pool.begin().await.map_err(self.query_err("begin"))?;
@@ -300,7 +301,7 @@ impl PgStore {
             )))
             .bind(&src.source)
             .bind(src.row as i64)
-            .bind(reason)
+            .bind(reason.as_str())
             .bind(detail)
             .execute(&mut *tx)
             .await

@@ -215,7 +215,7 @@ impl<'a> Aggregator<'a> {
         &mut self,
         payload: &[u8],
         key: Option<&[u8]>,
-        reason: &str,
+        reason: Reason,
         detail: &str,
         origin: &str,
     ) -> Result<(), StageError> {
@@ -284,7 +284,7 @@ impl<'a> Aggregator<'a> {
             }
             Err(e) => {
                 let (reason, detail) = (e.reason(), e.to_string());
-                tracing::warn!(%origin, reason, %detail, "malformed trip message");
+                tracing::warn!(%origin, %reason, %detail, "malformed trip message");
                 self.dead_letter(payload, msg.key(), reason, &detail, &origin)?;
                 self.advance(&key, offset, None);
                 return Ok(());
@@ -310,7 +310,7 @@ impl<'a> Aggregator<'a> {
             rejected = Some((dl.reason, dl.detail));
         });
         if let Some((reason, detail)) = rejected {
-            self.dead_letter(payload, msg.key(), reason.as_str(), &detail, &origin)?;
+            self.dead_letter(payload, msg.key(), reason, &detail, &origin)?;
             self.advance(&key, offset, counted);
             return Ok(());
         }
@@ -405,7 +405,7 @@ impl<'a> Aggregator<'a> {
                 "every window of this trip had closed (watermark {})",
                 watermark.map_or_else(|| "unset".into(), crate::trip::format_micros)
             );
-            self.dead_letter(&payload, None, Reason::Late.as_str(), &detail, &origin)?;
+            self.dead_letter(&payload, None, Reason::Late, &detail, &origin)?;
         }
         let emitted = std::mem::take(&mut self.emitted);
         for r in &emitted {

@@ -18,7 +18,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use crate::config::Secret;
-use crate::dead_letter::DeadLetter;
+use crate::dead_letter::{DeadLetter, Reason};
 use crate::error::StageError;
 use crate::io::postgres::PgStore;
 use crate::metrics::Metrics;
@@ -61,7 +61,7 @@ pub struct IngestStats {
     pub failed: Vec<String>,
 }
 
-fn rejected(letters: &[DeadLetter], from_row: u64) -> Vec<(SourceRef, String, String)> {
+fn rejected(letters: &[DeadLetter], from_row: u64) -> Vec<(SourceRef, Reason, String)> {
     letters
         .iter()
         .filter(|d| d.source.row >= from_row)
@@ -70,7 +70,7 @@ fn rejected(letters: &[DeadLetter], from_row: u64) -> Vec<(SourceRef, String, St
                 Some(f) => format!("{f}: {}", d.detail),
                 None => d.detail.clone(),
             };
-            (d.source.clone(), d.reason.as_str().to_owned(), detail)
+            (d.source.clone(), d.reason, detail)
         })
         .collect()
 }
@@ -181,7 +181,7 @@ async fn ingest_source(
         next_row = next_row.max(batch_end);
         let landed = store.land(input, &trips, &dead, next_row).await?;
         for d in &dead {
-            metrics.dead_letter(&d.1);
+            metrics.dead_letter(d.1);
         }
         metrics.records_in(read);
         metrics.records_out(landed.inserted);
@@ -213,7 +213,7 @@ async fn ingest_source(
     match failure {
         Some(e) => {
             tracing::error!(source = input, error = %e, "source failed; landed rows are kept and a restart resumes after them");
-            metrics.dead_letter("source_error");
+            metrics.dead_letter(Reason::SourceError);
             stats.failed.push(e);
         }
         None if !shutdown.requested() => {
@@ -280,7 +280,7 @@ impl Landing<'_> {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(source = %url, error = %e, "download failed");
-                        self.metrics.dead_letter("source_error");
+                        self.metrics.dead_letter(Reason::SourceError);
                         self.stats.failed.push(e.to_string());
                         return Ok(true);
                     }
@@ -379,7 +379,7 @@ pub async fn ingest(
             Ok(specs) => expanded.extend(specs.iter().map(InputSpec::name)),
             Err(e) => {
                 tracing::error!(input = %input, error = %e, "input failed");
-                metrics.dead_letter("source_error");
+                metrics.dead_letter(Reason::SourceError);
                 run.stats.failed.push(e.to_string());
             }
         }

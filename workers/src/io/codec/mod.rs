@@ -48,6 +48,7 @@
 
 use taxistream_crds::pipeline::Dataset;
 
+use crate::dead_letter::Reason;
 use crate::trip::{Micros, SourceRef, Trip};
 
 pub mod window;
@@ -99,14 +100,14 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// Short machine-readable reason for headers and metric labels.
-    pub fn reason(&self) -> &'static str {
+    /// The dead-letter reason of a message that does not decode.
+    pub fn reason(&self) -> Reason {
         match self {
-            DecodeError::Empty => "empty",
-            DecodeError::UnknownVersion(_) => "unknown_version",
-            DecodeError::Truncated { .. } => "truncated",
-            DecodeError::Invalid { .. } => "invalid_field",
-            DecodeError::Trailing(_) => "trailing_bytes",
+            DecodeError::Empty => Reason::Empty,
+            DecodeError::UnknownVersion(_) => Reason::UnknownVersion,
+            DecodeError::Truncated { .. } => Reason::Truncated,
+            DecodeError::Invalid { .. } => Reason::InvalidField,
+            DecodeError::Trailing(_) => Reason::TrailingBytes,
         }
     }
 }
@@ -474,9 +475,12 @@ mod tests {
         encode_watermark(-5, &mut buf);
         assert_eq!(decode_trips(&buf).unwrap(), TripsMessage::Watermark(-5));
         buf.push(0);
-        assert_eq!(decode_trips(&buf).unwrap_err().reason(), "trailing_bytes");
         assert_eq!(
-            decode_trips(&[TRIPS_V2, 7]).unwrap_err().reason(),
+            decode_trips(&buf).unwrap_err().reason().as_str(),
+            "trailing_bytes"
+        );
+        assert_eq!(
+            decode_trips(&[TRIPS_V2, 7]).unwrap_err().reason().as_str(),
             "invalid_field"
         );
     }
@@ -498,16 +502,23 @@ mod tests {
         let mut buf = Vec::new();
         encode_trip(&trip(), &mut buf);
         buf[0] = 1;
-        assert_eq!(decode_trips(&buf).unwrap_err().reason(), "unknown_version");
-        assert_eq!(decode_trips(&[]).unwrap_err().reason(), "empty");
+        assert_eq!(
+            decode_trips(&buf).unwrap_err().reason().as_str(),
+            "unknown_version"
+        );
+        assert_eq!(decode_trips(&[]).unwrap_err().reason().as_str(), "empty");
         assert_eq!(
             decode_trips(b"\x02\x00\x00\x00\x00garbage")
                 .unwrap_err()
-                .reason(),
+                .reason()
+                .as_str(),
             "truncated"
         );
         buf[0] = 2;
         buf.push(0);
-        assert_eq!(decode_trips(&buf).unwrap_err().reason(), "trailing_bytes");
+        assert_eq!(
+            decode_trips(&buf).unwrap_err().reason().as_str(),
+            "trailing_bytes"
+        );
     }
 }
