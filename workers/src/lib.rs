@@ -14,6 +14,7 @@ pub mod health;
 pub mod io;
 pub mod metrics;
 pub mod output;
+pub mod run;
 pub mod shutdown;
 pub mod source;
 pub mod stage;

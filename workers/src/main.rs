@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use taxistream_worker::stage;
+use taxistream_worker::{bench, run, stage};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Read, validate and window trips in one process (files, URLs, months, Open Data).
-    Run(Box<stage::run_local::RunArgs>),
+    Run(Box<run::RunArgs>),
     /// Generate the seeded synthetic month (once) and time the reference query on it.
     Bench(taxistream_worker::bench::BenchArgs),
     /// Land trip records (files, URLs) in PostgreSQL, idempotently and resumably.
@@ -32,7 +32,7 @@ enum Command {
     /// Upsert window results from the aggregates topic into Cassandra.
     Sink(stage::sink::SinkArgs),
     /// Time a file through ingest, relay and aggregate on the real backends (`make bench`).
-    BenchE2e(stage::bench_e2e::BenchE2eArgs),
+    BenchE2e(bench::e2e::BenchE2eArgs),
 }
 
 /// Runs a backend stage: JSON logs (for the cluster's log pipeline), and a
@@ -59,7 +59,7 @@ async fn backend_stage(
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Run(args) => stage::run_local::main(*args).await,
+        Command::Run(args) => run::main(*args).await,
         Command::Bench(args) => {
             tokio::task::block_in_place(|| taxistream_worker::bench::main(args))
         }
@@ -67,6 +67,6 @@ async fn main() -> ExitCode {
         Command::Relay(args) => backend_stage(stage::relay::main(args)).await,
         Command::Aggregate(args) => backend_stage(stage::aggregate::main(args)).await,
         Command::Sink(args) => backend_stage(stage::sink::main(args)).await,
-        Command::BenchE2e(args) => backend_stage(stage::bench_e2e::main(args)).await,
+        Command::BenchE2e(args) => backend_stage(bench::e2e::main(args)).await,
     }
 }

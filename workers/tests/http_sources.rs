@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
+use taxistream_worker::run::{RunArgs, run};
 use taxistream_worker::source::http::{Downloader, RetryPolicy, Timeouts, client, client_with};
 use taxistream_worker::source::open_data::{OpenDataPager, OpenDataQuery};
-use taxistream_worker::stage::run_local::{RunArgs, run};
 use taxistream_worker::trip::Dataset;
 
 /// What the server does with the n-th request.

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use taxistream_worker::dead_letter::{CollectDeadLetters, Reason};
 use taxistream_worker::output::{OutputError, ResultWriter};
+use taxistream_worker::run::{JobOptions, LocalJob};
 use taxistream_worker::source::{ReadBatch, SourceError, open_file};
-use taxistream_worker::stage::run_local::{JobOptions, LocalJob};
 use taxistream_worker::trip::{Dataset, Trip};
 use taxistream_worker::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month};
 use taxistream_worker::window::{GroupBy, WindowConfig, WindowResult};

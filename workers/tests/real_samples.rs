@@ -21,8 +21,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use taxistream_worker::dead_letter::{DeadLetter, DeadLetterSink, Reason};
 use taxistream_worker::output::{OutputError, ResultWriter};
+use taxistream_worker::run::{JobOptions, LocalJob, Summary};
 use taxistream_worker::source::open_file;
-use taxistream_worker::stage::run_local::{JobOptions, LocalJob, Summary};
 use taxistream_worker::trip::Dataset;
 use taxistream_worker::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month};
 use taxistream_worker::window::{GroupBy, WindowConfig, WindowResult};

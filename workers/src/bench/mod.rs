@@ -9,6 +9,7 @@
 //! 2. Parquet decode alone, the ceiling for (1);
 //! 3. the window step alone, on batches already in memory.
 
+pub mod e2e;
 pub mod synthetic;
 
 use std::path::PathBuf;
@@ -17,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use crate::dead_letter::DiscardDeadLetters;
 use crate::output::{OutputError, ResultWriter};
+use crate::run::{JobOptions, LocalJob};
 use crate::source::parquet::ParquetTripReader;
 use crate::source::{SourceError, TripReader};
-use crate::stage::run_local::{JobOptions, LocalJob};
 use crate::trip::{Dataset, TripBatch};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month};
 use crate::window::{GroupBy, WindowConfig, WindowEngine, WindowResult};

@@ -15,11 +15,13 @@
 //! and whichever file holds a pickup. Nothing trails the watermark in that
 //! order, so TLC files, which come in rough hour blocks with an unsorted tail
 //! and stray pickups of neighbouring months, lose no trip to lateness.
-//! Memory holds one source at a time ([`crate::stage::run_merge`]).
+//! Memory holds one source at a time ([`crate::run::merge`]).
 //! `--file-order` windows rows as the files list them, as they are read. A
 //! source that fails (missing, truncated, corrupt, wrong layout) is reported
 //! and skipped, rows read before the failure still count; the others still
 //! run, and the exit code says that something failed.
+
+pub mod merge;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -29,6 +31,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{error, info, warn};
 
+use self::merge::{EventTimeMerge, Origins, SpillError};
 use crate::dead_letter::{
     DeadLetter, DeadLetterCounts, DeadLetterSink, DiscardDeadLetters, JsonLinesDeadLetters, Reason,
 };
@@ -38,7 +41,6 @@ use crate::source::open_data::{OpenDataPager, OpenDataQuery};
 use crate::source::spec::{InputSpec, MonthRange, TLC_BASE_URL, expand_input};
 use crate::source::{ReadBatch, SourceError, TripReader, next_batch_guarded, open_file};
 use crate::stage::fetch_args::{FetchArgs, parse_duration};
-use crate::stage::run_merge::{EventTimeMerge, Origins, SpillError};
 use crate::trip::{Dataset, TripBatch};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
 use crate::window::{GroupBy, WindowConfig, WindowEngine, WindowError, WindowResult};
