@@ -21,7 +21,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDateTime};
+use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
 use chrono_tz::America::New_York;
 use serde::{Deserialize, Serialize};
 
@@ -57,10 +57,38 @@ pub fn naive_from_micros(us: Micros) -> Option<NaiveDateTime> {
 
 /// Formats [`Micros`] as `YYYY-MM-DD HH:MM:SS` (with fractional seconds only when present).
 pub fn format_micros(us: Micros) -> String {
+    let mut out = String::with_capacity(26);
+    // Writing to a String cannot fail.
+    let _ = write_micros(&mut out, us);
+    out
+}
+
+/// Writes `us` as [`format_micros`] does, into `out`: the result writers
+/// format two timestamps per row and would otherwise allocate both.
+pub fn write_micros(out: &mut impl fmt::Write, us: Micros) -> fmt::Result {
+    let fraction = us.rem_euclid(MICROS_PER_SECOND);
     match naive_from_micros(us) {
-        Some(ts) if us % MICROS_PER_SECOND == 0 => ts.format("%Y-%m-%d %H:%M:%S").to_string(),
-        Some(ts) => ts.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
-        None => format!("{us}us"),
+        // Four-digit years by hand: chrono's `format` parses its pattern on
+        // every call.
+        Some(ts) if (0..=9999).contains(&ts.year()) => {
+            write!(
+                out,
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                ts.year(),
+                ts.month(),
+                ts.day(),
+                ts.hour(),
+                ts.minute(),
+                ts.second()
+            )?;
+            if fraction != 0 {
+                write!(out, ".{fraction:06}")?;
+            }
+            Ok(())
+        }
+        Some(ts) if fraction == 0 => write!(out, "{}", ts.format("%Y-%m-%d %H:%M:%S")),
+        Some(ts) => write!(out, "{}", ts.format("%Y-%m-%d %H:%M:%S%.6f")),
+        None => write!(out, "{us}us"),
     }
 }
 
@@ -495,5 +523,32 @@ mod tests {
         let us = micros_from_naive(ts);
         assert_eq!(format_micros(us), "2025-02-01 00:05:00");
         assert_eq!(naive_from_micros(us), Some(ts));
+    }
+
+    /// The hand-written path writes what chrono's patterns write.
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        let chrono = |us: Micros| {
+            let ts = naive_from_micros(us).unwrap();
+            if us.rem_euclid(MICROS_PER_SECOND) == 0 {
+                ts.format("%Y-%m-%d %H:%M:%S").to_string()
+            } else {
+                ts.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+            }
+        };
+        for us in [
+            0,
+            1,
+            -1,
+            -1_500_000,
+            1_738_368_300_000_000,
+            1_738_368_300_000_042,
+            -62_135_596_800_000_000,
+            253_402_300_799_999_999,
+            253_402_300_800_000_000,
+            -62_135_596_800_000_001,
+        ] {
+            assert_eq!(format_micros(us), chrono(us), "{us}");
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! CSV and JSON-lines result writers.
 
+use std::fmt::Write as _;
 use std::io::Write;
 
 use super::{OutputError, ResultWriter, columns};
 use crate::io::codec::window::WindowV1;
-use crate::trip::format_micros;
+use crate::trip::{Micros, write_micros};
 use crate::window::{GroupBy, WindowResult};
 
 fn io(path: &str) -> impl Fn(std::io::Error) -> OutputError + '_ {
@@ -18,6 +19,9 @@ fn io(path: &str) -> impl Fn(std::io::Error) -> OutputError + '_ {
 pub struct CsvWriter {
     out: csv::Writer<Box<dyn Write>>,
     path: String,
+    /// Each field's text, reused: a `String` per field and row was most of
+    /// the time of a CSV output.
+    field: String,
 }
 
 impl CsvWriter {
@@ -25,7 +29,31 @@ impl CsvWriter {
         let mut out = csv::Writer::from_writer(out);
         out.write_record(columns(group_by))
             .map_err(|e| csv_err(&path, e))?;
-        Ok(Self { out, path })
+        Ok(Self {
+            out,
+            path,
+            field: String::new(),
+        })
+    }
+
+    /// Writes one field: `value` as `Display` writes it, or empty for `None`.
+    fn field<T: std::fmt::Display>(&mut self, value: Option<T>) -> Result<(), OutputError> {
+        self.field.clear();
+        if let Some(v) = value {
+            // Writing to a String cannot fail.
+            let _ = write!(self.field, "{v}");
+        }
+        self.out
+            .write_field(self.field.as_bytes())
+            .map_err(|e| csv_err(&self.path, e))
+    }
+
+    fn timestamp(&mut self, us: Micros) -> Result<(), OutputError> {
+        self.field.clear();
+        let _ = write_micros(&mut self.field, us);
+        self.out
+            .write_field(self.field.as_bytes())
+            .map_err(|e| csv_err(&self.path, e))
     }
 }
 
@@ -36,34 +64,33 @@ fn csv_err(path: &str, e: csv::Error) -> OutputError {
     }
 }
 
-fn opt<T: ToString>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
-}
-
 impl ResultWriter for CsvWriter {
     fn write(&mut self, results: &[WindowResult]) -> Result<(), OutputError> {
         for r in results {
+            self.field(Some(r.key))?;
+            self.field(Some(&r.key_name))?;
+            self.field(r.zone.as_deref())?;
+            self.field(r.borough.as_deref())?;
+            self.timestamp(r.window_start)?;
+            self.timestamp(r.window_end)?;
+            self.field(Some(r.count))?;
+            self.field(Some(r.passengers))?;
+            self.field(r.max_passengers)?;
+            for v in [
+                r.sum_fare,
+                r.sum_tip,
+                r.sum_tolls,
+                r.sum_total,
+                r.avg_distance,
+                r.avg_duration_s,
+            ] {
+                self.field(Some(v))?;
+            }
+            self.field(r.avg_speed_mph)?;
+            self.field(r.avg_tip_ratio)?;
+            self.field(Some(super::group_by_name(r.group_by)))?;
             self.out
-                .write_record([
-                    r.key.to_string(),
-                    r.key_name.to_string(),
-                    opt(r.zone.as_deref()),
-                    opt(r.borough.as_deref()),
-                    format_micros(r.window_start),
-                    format_micros(r.window_end),
-                    r.count.to_string(),
-                    r.passengers.to_string(),
-                    opt(r.max_passengers),
-                    r.sum_fare.to_string(),
-                    r.sum_tip.to_string(),
-                    r.sum_tolls.to_string(),
-                    r.sum_total.to_string(),
-                    r.avg_distance.to_string(),
-                    r.avg_duration_s.to_string(),
-                    opt(r.avg_speed_mph),
-                    opt(r.avg_tip_ratio),
-                    super::group_by_name(r.group_by).to_string(),
-                ])
+                .write_record(None::<&[u8]>)
                 .map_err(|e| csv_err(&self.path, e))?;
         }
         Ok(())
