@@ -3,18 +3,21 @@
 //!
 //! A later input can hold pickups earlier than anything in an earlier one
 //! (a month given after the next, a month whose tail strays into the next),
-//! so nothing can be windowed before every input has been read. Each source
-//! is sorted by pickup once it has been read, equal pickups in file order,
-//! and while the next source is read it waits in an unnamed temporary file,
-//! so memory holds one source at a time. The sorted sources are then merged
-//! by (pickup, source): the relay picks the source whose next row landed
-//! first and publishes all of its rows up to the other sources' next
-//! pickup, and ingest lands the inputs one after the other, in file order.
+//! so nothing can be windowed before every input has been read. This is an
+//! external merge sort: the valid rows are cut into runs of at most
+//! [`RUN_ROWS`] in file order, each run is sorted by pickup (equal pickups
+//! in file order) and, once the next run starts, written to one unnamed
+//! temporary file, so memory holds about two runs whatever the size of the
+//! inputs. The runs are then merged by (pickup, run): runs are numbered in
+//! input and file order, which is the relay's order over completed sources
+//! (it picks the source whose next row landed first and publishes all of
+//! its rows up to the other sources' next pickup, and ingest lands the
+//! inputs one after the other, in file order).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use crate::trip::{Dataset, TripBatch};
@@ -24,35 +27,49 @@ use crate::trip::{Dataset, TripBatch};
 #[error("keeping the sorted rows of the inputs read in a temporary file: {0}")]
 pub struct SpillError(#[from] std::io::Error);
 
-/// Rows per sorted chunk, and per merged batch handed to the windows.
+/// Rows per merged batch handed to the windows.
 const CHUNK: usize = 65_536;
 
-/// One source's valid rows, sorted, in chunks.
+/// Rows per run. A run is sorted in memory, with its batches, its sort keys
+/// and its sorted copy: about 350 bytes a row, so 45 MB at most.
+pub const RUN_ROWS: usize = 131_072;
+
+/// Rows per chunk of a sorted run: the merge holds one chunk of every run,
+/// about 600 KB each.
+const RUN_CHUNK: usize = 4_096;
+
+/// One run's valid rows, sorted, in chunks.
 enum Sorted {
     Memory(std::vec::IntoIter<TripBatch>),
+    /// In the spill file: the next chunk's position, and the chunks left.
     Spilled {
-        file: BufReader<File>,
+        at: u64,
         chunks: usize,
     },
 }
 
-struct Source {
+struct Run {
     name: Arc<str>,
     dataset: Dataset,
     rows: Sorted,
 }
 
-impl Source {
-    fn next_chunk(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Option<TripBatch>> {
-        match &mut self.rows {
-            Sorted::Memory(chunks) => Ok(chunks.next()),
-            Sorted::Spilled { file, chunks } => {
-                if *chunks == 0 {
-                    return Ok(None);
-                }
-                *chunks -= 1;
-                read_chunk(file, self.name.clone(), self.dataset, buf).map(Some)
-            }
+/// The next chunk of `run`, read from `spill` if it was written there.
+fn next_chunk(
+    run: &mut Run,
+    spill: Option<&mut File>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<TripBatch>> {
+    match &mut run.rows {
+        Sorted::Memory(chunks) => Ok(chunks.next()),
+        Sorted::Spilled { chunks: 0, .. } => Ok(None),
+        Sorted::Spilled { at, chunks } => {
+            let file = spill.ok_or_else(|| std::io::Error::other("spill file missing"))?;
+            file.seek(SeekFrom::Start(*at))?;
+            let chunk = read_chunk(file, run.name.clone(), run.dataset, buf)?;
+            *at = file.stream_position()?;
+            *chunks -= 1;
+            Ok(Some(chunk))
         }
     }
 }
@@ -71,32 +88,42 @@ impl Origins<'_> {
     }
 }
 
-/// The sources read so far, in input order.
+/// The runs read so far, in input and file order.
 pub struct EventTimeMerge {
-    sources: Vec<Source>,
+    runs: Vec<Run>,
+    /// The sorted runs no longer in memory, one after the other.
+    spill: Option<File>,
     chunk: usize,
+    run_chunk: usize,
 }
 
 impl Default for EventTimeMerge {
     fn default() -> Self {
         Self {
-            sources: Vec::new(),
+            runs: Vec::new(),
+            spill: None,
             chunk: CHUNK,
+            run_chunk: RUN_CHUNK,
         }
     }
 }
 
 impl EventTimeMerge {
-    /// Makes room for the next source: the last one added goes to disk.
+    /// Makes room for the next run: the last one added goes to disk.
     pub fn spill_last(&mut self) -> Result<(), SpillError> {
-        match self.sources.last_mut() {
-            Some(last) => Ok(spill(last)?),
-            None => Ok(()),
-        }
+        let Some(last) = self.runs.last_mut() else {
+            return Ok(());
+        };
+        let file = match &mut self.spill {
+            Some(file) => file,
+            None => self.spill.insert(tempfile::tempfile()?),
+        };
+        Ok(spill(last, file)?)
     }
 
-    /// Adds the next source's valid rows, in file order, sorted by pickup.
-    pub fn add_source(&mut self, batches: Vec<TripBatch>) -> Result<(), SpillError> {
+    /// Adds the next run: valid rows of one source, in file order, after
+    /// the runs before them in the inputs. It is sorted by pickup here.
+    pub fn add_run(&mut self, batches: Vec<TripBatch>) -> Result<(), SpillError> {
         let Some(first) = batches.first() else {
             return Ok(());
         };
@@ -115,7 +142,7 @@ impl EventTimeMerge {
             .collect();
         order.sort_unstable();
         let chunks: Vec<TripBatch> = order
-            .chunks(self.chunk)
+            .chunks(self.run_chunk)
             .map(|chunk| {
                 let mut sorted = TripBatch::with_capacity(name.clone(), dataset, chunk.len());
                 for &(_, b, i) in chunk {
@@ -124,7 +151,8 @@ impl EventTimeMerge {
                 sorted
             })
             .collect();
-        self.sources.push(Source {
+        drop(batches);
+        self.runs.push(Run {
             name,
             dataset,
             rows: Sorted::Memory(chunks.into_iter()),
@@ -132,23 +160,23 @@ impl EventTimeMerge {
         Ok(())
     }
 
-    /// Hands the rows of every source to `window` in batches of up to
-    /// 65,536 rows, by (pickup, source, file order).
+    /// Hands the rows of every run to `window` in batches of up to 65,536
+    /// rows, by (pickup, source, file order).
     pub fn drain<E: From<SpillError>>(
         mut self,
         mut window: impl FnMut(&TripBatch, &Origins<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         let origins: Vec<(Arc<str>, Dataset)> = self
-            .sources
+            .runs
             .iter()
             .map(|s| (s.name.clone(), s.dataset))
             .collect();
         let mut buf = Vec::new();
-        // The current chunk of each source and the next row in it.
-        let mut heads: Vec<(TripBatch, usize)> = Vec::with_capacity(self.sources.len());
+        // The current chunk of each run and the next row in it.
+        let mut heads: Vec<(TripBatch, usize)> = Vec::with_capacity(self.runs.len());
         let mut heap = BinaryHeap::new();
-        for (s, source) in self.sources.iter_mut().enumerate() {
-            match source.next_chunk(&mut buf).map_err(SpillError)? {
+        for (s, run) in self.runs.iter_mut().enumerate() {
+            match next_chunk(run, self.spill.as_mut(), &mut buf).map_err(SpillError)? {
                 Some(chunk) => {
                     heap.push(Reverse((chunk.pickup[0], s)));
                     heads.push((chunk, 0));
@@ -170,7 +198,8 @@ impl EventTimeMerge {
             of_row.push(s as u32);
             *next += 1;
             if *next == chunk.len()
-                && let Some(c) = self.sources[s].next_chunk(&mut buf).map_err(SpillError)?
+                && let Some(c) = next_chunk(&mut self.runs[s], self.spill.as_mut(), &mut buf)
+                    .map_err(SpillError)?
             {
                 (*chunk, *next) = (c, 0);
             }
@@ -202,25 +231,22 @@ impl EventTimeMerge {
     }
 }
 
-/// Moves a sorted source held in memory to an unnamed temporary file.
-fn spill(source: &mut Source) -> std::io::Result<()> {
-    let Sorted::Memory(chunks) = &mut source.rows else {
+/// Moves a sorted run held in memory to the end of the spill file.
+fn spill(run: &mut Run, file: &mut File) -> std::io::Result<()> {
+    let Sorted::Memory(chunks) = &mut run.rows else {
         return Ok(());
     };
-    let mut file = BufWriter::new(tempfile::tempfile()?);
+    let at = file.seek(SeekFrom::End(0))?;
+    let mut out = BufWriter::new(file);
     let mut buf = Vec::new();
     let mut n = 0;
     for chunk in chunks.by_ref() {
         write_chunk(&chunk, &mut buf);
-        file.write_all(&buf)?;
+        out.write_all(&buf)?;
         n += 1;
     }
-    let mut file = file.into_inner().map_err(|e| e.into_error())?;
-    file.rewind()?;
-    source.rows = Sorted::Spilled {
-        file: BufReader::new(file),
-        chunks: n,
-    };
+    out.flush()?;
+    run.rows = Sorted::Spilled { at, chunks: n };
     Ok(())
 }
 
@@ -391,10 +417,11 @@ mod tests {
         // merged batches end in the middle of a source's chunk.
         let mut merge = EventTimeMerge {
             chunk: 2,
+            run_chunk: 2,
             ..EventTimeMerge::default()
         };
         for s in sources {
-            merge.add_source(s).unwrap();
+            merge.add_run(s).unwrap();
         }
         let mut out = Vec::new();
         merge
@@ -412,6 +439,24 @@ mod tests {
             })
             .unwrap();
         out
+    }
+
+    /// A source cut into runs merges as the whole source does: equal
+    /// pickups in different runs stay in file order.
+    #[test]
+    fn a_source_in_several_runs_merges_as_one() {
+        let whole = merged(vec![
+            source("a", &[30, 10, 20, 10, 10, 5]),
+            source("b", &[10]),
+        ]);
+        let mut runs: Vec<Vec<TripBatch>> = source("a", &[30, 10, 20, 10, 10, 5])
+            .into_iter()
+            .map(|batch| vec![batch])
+            .collect();
+        runs.push(source("b", &[10]));
+        assert_eq!(merged(runs), whole);
+        let rows: Vec<u64> = whole.iter().map(|(_, r, _)| *r).collect();
+        assert_eq!(rows, [5, 1, 3, 4, 0, 2, 0]);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! and whichever file holds a pickup. Nothing trails the watermark in that
 //! order, so TLC files, which come in rough hour blocks with an unsorted tail
 //! and stray pickups of neighbouring months, lose no trip to lateness.
-//! Memory holds one source at a time ([`crate::run::merge`]).
+//! Memory holds a bounded run of rows, not a source ([`crate::run::merge`]).
 //! `--file-order` windows rows as the files list them, as they are read. A
 //! source that fails (missing, truncated, corrupt, wrong layout) is reported
 //! and skipped, rows read before the failure still count; the others still
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{error, info, warn};
 
-use self::merge::{EventTimeMerge, Origins, SpillError};
+use self::merge::{EventTimeMerge, Origins, RUN_ROWS, SpillError};
 use crate::dead_letter::{
     DeadLetter, DeadLetterCounts, DeadLetterSink, DiscardDeadLetters, JsonLinesDeadLetters, Reason,
 };
@@ -265,9 +265,10 @@ pub struct LocalJob {
     emitted: Vec<WindowResult>,
     late: Vec<usize>,
     mask: Vec<bool>,
-    /// Valid rows of the source being read.
+    /// Valid rows of the run being read (part of one source).
     buffered: Vec<TripBatch>,
-    /// Valid rows of the sources read, waiting for the merge.
+    buffered_rows: usize,
+    /// Sorted runs of the rows read, waiting for the merge.
     merge: EventTimeMerge,
 }
 
@@ -290,6 +291,7 @@ impl LocalJob {
             late: Vec::new(),
             mask: Vec::new(),
             buffered: Vec::new(),
+            buffered_rows: 0,
             merge: EventTimeMerge::default(),
             summary: Summary {
                 event_time_order: true,
@@ -335,10 +337,14 @@ impl LocalJob {
             self.mask = mask;
             if !trips.is_empty() {
                 if self.buffered.is_empty() {
-                    // Memory holds one source at a time.
+                    // Memory holds the run being read and at most one sorted run.
                     self.merge.spill_last()?;
                 }
+                self.buffered_rows += trips.len();
                 self.buffered.push(trips);
+                if self.buffered_rows >= RUN_ROWS {
+                    self.end_run()?;
+                }
             }
             return Ok(());
         }
@@ -347,10 +353,12 @@ impl LocalJob {
         result
     }
 
-    /// The end of a source: its valid rows join the merge.
-    fn end_source(&mut self) -> Result<(), RunError> {
+    /// The end of a run (its size reached, or the end of its source): its
+    /// valid rows join the merge.
+    fn end_run(&mut self) -> Result<(), RunError> {
         let t0 = Instant::now();
-        self.merge.add_source(std::mem::take(&mut self.buffered))?;
+        self.merge.add_run(std::mem::take(&mut self.buffered))?;
+        self.buffered_rows = 0;
         self.summary.window_elapsed += t0.elapsed();
         Ok(())
     }
@@ -448,7 +456,7 @@ impl LocalJob {
             Ok::<_, RunError>(None)
         })?;
         // Rows read before a failure still count, as in file order.
-        self.end_source()?;
+        self.end_run()?;
         match outcome {
             Some(e) => self.source_failed(&e),
             None => self.summary.sources_ok += 1,
@@ -477,7 +485,7 @@ impl LocalJob {
                 }
             }
         }
-        self.end_source()?;
+        self.end_run()?;
         bar.finish_and_clear();
         Ok(())
     }
@@ -513,7 +521,7 @@ impl LocalJob {
 
     /// End of input: closes every window, flushes the outputs, returns the summary.
     pub fn finish(mut self) -> Result<Summary, RunError> {
-        self.end_source()?;
+        self.end_run()?;
         self.window_in_event_time()?;
         let t0 = Instant::now();
         self.engine.flush(&mut self.emitted);
