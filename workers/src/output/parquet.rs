@@ -16,8 +16,13 @@ use parquet::file::properties::WriterProperties;
 use super::{OutputError, ResultWriter, columns};
 use crate::window::{GroupBy, WindowResult};
 
-/// Rows buffered before a row group is written.
-const ROW_GROUP_ROWS: usize = 256 * 1024;
+/// Results per row group. The writer holds a row group's encoded pages
+/// until it is complete, so this bounds its memory (the default of about a
+/// million rows took 150 MB for a month's results).
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Results converted to a record batch and handed to the writer at once.
+const BATCH_ROWS: usize = 16 * 1024;
 
 pub struct ParquetWriter {
     path: String,
@@ -57,6 +62,7 @@ impl ParquetWriter {
         })?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| {
             OutputError::Encode {
@@ -146,7 +152,7 @@ fn to_batch(
 impl ResultWriter for ParquetWriter {
     fn write(&mut self, results: &[WindowResult]) -> Result<(), OutputError> {
         self.pending.extend_from_slice(results);
-        if self.pending.len() >= ROW_GROUP_ROWS {
+        if self.pending.len() >= BATCH_ROWS {
             self.flush_pending()?;
         }
         Ok(())
