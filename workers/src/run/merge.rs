@@ -192,21 +192,25 @@ impl EventTimeMerge {
         };
         let mut merged = TripBatch::with_capacity(name, dataset, self.chunk);
         let mut of_row = Vec::with_capacity(self.chunk);
-        while let Some(Reverse((_, s))) = heap.pop() {
-            let (chunk, next) = &mut heads[s];
-            merged.push_from(chunk, *next);
-            of_row.push(s as u32);
-            *next += 1;
-            if *next == chunk.len()
-                && let Some(c) = next_chunk(&mut self.runs[s], self.spill.as_mut(), &mut buf)
-                    .map_err(SpillError)?
-            {
-                (*chunk, *next) = (c, 0);
+        loop {
+            let popped = heap.pop();
+            let done = popped.is_none();
+            if let Some(Reverse((_, s))) = popped {
+                let (chunk, next) = &mut heads[s];
+                merged.push_from(chunk, *next);
+                of_row.push(s as u32);
+                *next += 1;
+                if *next == chunk.len()
+                    && let Some(c) = next_chunk(&mut self.runs[s], self.spill.as_mut(), &mut buf)
+                        .map_err(SpillError)?
+                {
+                    (*chunk, *next) = (c, 0);
+                }
+                if *next < chunk.len() {
+                    heap.push(Reverse((chunk.pickup[*next], s)));
+                }
             }
-            if *next < chunk.len() {
-                heap.push(Reverse((chunk.pickup[*next], s)));
-            }
-            if merged.len() == self.chunk {
+            if merged.len() == self.chunk || (done && !merged.is_empty()) {
                 window(
                     &merged,
                     &Origins {
@@ -217,17 +221,10 @@ impl EventTimeMerge {
                 merged.clear();
                 of_row.clear();
             }
+            if done {
+                return Ok(());
+            }
         }
-        if !merged.is_empty() {
-            window(
-                &merged,
-                &Origins {
-                    of_row: &of_row,
-                    sources: &origins,
-                },
-            )?;
-        }
-        Ok(())
     }
 }
 
