@@ -85,6 +85,22 @@ pub fn keep_identity<K: Resource>(obj: &mut K) {
     meta.self_link = None;
 }
 
+/// Runs the controller of `K` in `namespace` (or all), woken by its own
+/// watch alone, until `shutdown` resolves.
+pub async fn run_alone<K, R, F>(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    reconcile: R,
+) where
+    K: Reconciled,
+    R: FnMut(Arc<K>, Arc<Context>) -> F + Send + 'static,
+    F: Future<Output = Result<Action>> + Send + 'static,
+{
+    let api = crate::api_for::<K>(&ctx.client, namespace.as_deref());
+    run(controller(api), ctx, shutdown, reconcile).await;
+}
+
 /// Runs `controller` with the shared error policy until it shuts down.
 pub async fn run<K, R, F>(
     controller: Controller<K>,

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use futures::Future;
 use taxistream_crds::{CassandraSink, CassandraSinkStatus};
 
-use crate::api_for;
 use crate::context::Context;
 use crate::controller::{self, Reconciled};
 
@@ -27,14 +26,8 @@ pub async fn run(
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let api = api_for::<CassandraSink>(&ctx.client, namespace.as_deref());
-    controller::run(
-        controller::controller(api),
-        ctx,
-        shutdown,
-        reconcile::reconcile,
-    )
-    .await;
+    controller::run_alone::<CassandraSink, _, _>(ctx, namespace, shutdown, reconcile::reconcile)
+        .await;
 }
 
 #[cfg(test)]
