@@ -47,7 +47,6 @@ struct State {
     history: Vec<Arc<Change>>,
     gets: u64,
     writes: u64,
-    applied_at: Option<Instant>,
     /// When each pipeline was applied, by name.
     applied: HashMap<String, Instant>,
     /// Per owning pipeline: its children, and when the last of them was created.
@@ -228,7 +227,6 @@ impl Server {
             .ok_or("no pipeline in the fixture")?;
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        state.applied_at.get_or_insert(now);
         for i in first..first + count {
             let name = format!("p{i:04}");
             state.applied.insert(name.clone(), now);
@@ -288,18 +286,6 @@ impl Server {
                 state.gets += 1;
             } else {
                 state.writes += 1;
-                if std::env::var("TRACE").is_ok()
-                    && state
-                        .applied_at
-                        .is_some_and(|a| a.elapsed().as_secs() > 100)
-                {
-                    eprintln!(
-                        "{} {} {}",
-                        request.method,
-                        path,
-                        sent.to_string().chars().take(300).collect::<String>()
-                    );
-                }
             }
         }
         if path.contains("/events") {
