@@ -49,16 +49,23 @@ impl CsvWriter {
         })
     }
 
-    /// Writes one field: `value` as `Display` writes it, or empty for `None`.
-    fn field<T: std::fmt::Display>(&mut self, value: Option<T>) -> Result<(), OutputError> {
+    /// Writes one field, its text as `fill` writes it into the reused buffer.
+    fn put(&mut self, fill: impl FnOnce(&mut String)) -> Result<(), OutputError> {
         self.field.clear();
-        if let Some(v) = value {
-            // Writing to a String cannot fail.
-            let _ = write!(self.field, "{v}");
-        }
+        fill(&mut self.field);
         self.out
             .write_field(self.field.as_bytes())
             .map_err(|e| csv_err(&self.path, e))
+    }
+
+    /// Writes one field: `value` as `Display` writes it, or empty for `None`.
+    fn field<T: std::fmt::Display>(&mut self, value: Option<T>) -> Result<(), OutputError> {
+        self.put(|out| {
+            if let Some(v) = value {
+                // Writing to a String cannot fail.
+                let _ = write!(out, "{v}");
+            }
+        })
     }
 
     /// Writes `v` without exponent in the shortest digits that read back as
@@ -67,19 +74,13 @@ impl CsvWriter {
     /// rarely, the last of 17 digits where two are equally short and both
     /// read back as `v`; it is used where ryu would write an exponent.
     fn float(&mut self, v: f64) -> Result<(), OutputError> {
-        self.field.clear();
-        write_float(&mut self.field, v);
-        self.out
-            .write_field(self.field.as_bytes())
-            .map_err(|e| csv_err(&self.path, e))
+        self.put(|out| write_float(out, v))
     }
 
     fn timestamp(&mut self, us: Micros) -> Result<(), OutputError> {
-        self.field.clear();
-        let _ = write_micros(&mut self.field, us);
-        self.out
-            .write_field(self.field.as_bytes())
-            .map_err(|e| csv_err(&self.path, e))
+        self.put(|out| {
+            let _ = write_micros(out, us);
+        })
     }
 }
 

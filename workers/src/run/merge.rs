@@ -151,7 +151,6 @@ impl EventTimeMerge {
                 sorted
             })
             .collect();
-        drop(batches);
         self.runs.push(Run {
             name,
             dataset,

@@ -267,7 +267,6 @@ pub struct LocalJob {
     mask: Vec<bool>,
     /// Valid rows of the run being read (part of one source).
     buffered: Vec<TripBatch>,
-    buffered_rows: usize,
     /// Sorted runs of the rows read, waiting for the merge.
     merge: EventTimeMerge,
 }
@@ -291,7 +290,6 @@ impl LocalJob {
             late: Vec::new(),
             mask: Vec::new(),
             buffered: Vec::new(),
-            buffered_rows: 0,
             merge: EventTimeMerge::default(),
             summary: Summary {
                 event_time_order: true,
@@ -340,9 +338,8 @@ impl LocalJob {
                     // Memory holds the run being read and at most one sorted run.
                     self.merge.spill_last()?;
                 }
-                self.buffered_rows += trips.len();
                 self.buffered.push(trips);
-                if self.buffered_rows >= RUN_ROWS {
+                if self.buffered.iter().map(TripBatch::len).sum::<usize>() >= RUN_ROWS {
                     self.end_run()?;
                 }
             }
@@ -358,7 +355,6 @@ impl LocalJob {
     fn end_run(&mut self) -> Result<(), RunError> {
         let t0 = Instant::now();
         self.merge.add_run(std::mem::take(&mut self.buffered))?;
-        self.buffered_rows = 0;
         self.summary.window_elapsed += t0.elapsed();
         Ok(())
     }
