@@ -867,13 +867,13 @@ async fn any_number_of_partitions_and_replicas_emits_the_run_groups_without_idle
     }
 }
 
-/// Messages of the trips topic by partition: (trips, watermark markers).
+/// Messages of the trips topic by partition: (trip batches, watermark markers).
 fn trips_by_partition(p: &Pipeline, partitions: i32) -> Vec<(usize, usize)> {
     let mut out = vec![(0, 0); partitions as usize];
     for m in p.read_topic(&p.config.topics.trips, partitions, Duration::from_secs(2)) {
         let e = &mut out[m.partition as usize];
         match m.header(codec::SCHEMA_HEADER) {
-            Some(codec::TRIP_SCHEMA) => e.0 += 1,
+            Some(codec::TRIP_BATCH_SCHEMA) => e.0 += 1,
             Some(codec::WATERMARK_SCHEMA) => e.1 += 1,
             other => panic!("unexpected schema {other:?}"),
         }

@@ -6,7 +6,7 @@ mod backends_support;
 
 use taxistream_worker::config::Secret;
 use taxistream_worker::dead_letter::Reason;
-use taxistream_worker::io::postgres::{PgSettings, PgStore, RelayProgress};
+use taxistream_worker::io::postgres::{OutboxBatch, PgSettings, PgStore, RelayProgress};
 use taxistream_worker::trip::{Dataset, SourceRef, Trip};
 
 fn trip(source: &str, row: u64, zone: i32) -> Trip {
@@ -121,18 +121,16 @@ async fn landing_is_idempotent_and_the_outbox_reads_each_source_in_pickup_order(
         (sb.completed, sb.next.map(|n| n.0)),
         (false, Some(a[500].pickup))
     );
-    let rows = tx
-        .fetch_ordered("a.parquet", None, Some(a[699].pickup), 10_000)
+    let mut rows = OutboxBatch::default();
+    tx.fetch_ordered("a.parquet", None, Some(a[699].pickup), 10_000, &mut rows)
         .await
         .unwrap();
-    assert_eq!(rows.len(), 700);
-    assert!(
-        rows.windows(2)
-            .all(|w| w[0].trip.pickup <= w[1].trip.pickup)
-    );
-    assert_eq!(rows[0].trip, a[0]);
-    assert_eq!(rows[699].trip, a[699]);
-    let last = (rows[699].trip.pickup, rows[699].id);
+    assert_eq!(rows.ids.len(), 700);
+    assert_eq!(rows.trips.len(), 700);
+    assert!(rows.trips.pickup.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(rows.trips.row(0), a[0]);
+    assert_eq!(rows.trips.row(699), a[699]);
+    let last = (rows.trips.pickup[699], rows.ids[699]);
     tx.commit(&RelayProgress {
         positions: vec![("a.parquet".into(), last)],
         watermark: Some(last.0),
@@ -146,14 +144,14 @@ async fn landing_is_idempotent_and_the_outbox_reads_each_source_in_pickup_order(
     let sources = tx.sources(idle).await.unwrap();
     assert_eq!(sources[0].position, Some(last));
     assert_eq!(sources[0].next.map(|n| n.0), Some(a[700].pickup));
-    let rest = tx
-        .fetch_ordered("a.parquet", Some(last), None, 10_000)
+    let mut rest = OutboxBatch::default();
+    tx.fetch_ordered("a.parquet", Some(last), None, 10_000, &mut rest)
         .await
         .unwrap();
-    assert_eq!(rest.len(), 300);
-    assert_eq!(rest[299].trip, a[999]);
+    assert_eq!(rest.ids.len(), 300);
+    assert_eq!(rest.trips.row(299), a[999]);
     tx.commit(&RelayProgress {
-        positions: vec![("a.parquet".into(), (rest[299].trip.pickup, rest[299].id))],
+        positions: vec![("a.parquet".into(), (rest.trips.pickup[299], rest.ids[299]))],
         finished: vec!["a.parquet".into()],
         ..Default::default()
     })

@@ -399,7 +399,7 @@ fn a_carried_watermark_makes_results_independent_of_how_keys_are_split() {
                     .collect();
                 let stamps: Vec<i64> = mine.iter().map(|t| t.pickup).collect();
                 let mut late = Vec::new();
-                engine.push_carried(&batch(&mine), &stamps, &mut out, &mut late);
+                engine.push_carried(&batch(&mine), None, &stamps, &mut out, &mut late);
                 assert!(late.is_empty());
                 // The marker after each round of the relay.
                 engine.advance(chunk.last().unwrap().pickup, &mut out);
@@ -420,6 +420,7 @@ fn a_carried_watermark_makes_results_independent_of_how_keys_are_split() {
     engine.advance(100 * MIN, &mut out);
     engine.push_carried(
         &batch(&[trip(0, 80, 1, 1.0)]),
+        None,
         &[100 * MIN],
         &mut out,
         &mut late,
@@ -427,6 +428,7 @@ fn a_carried_watermark_makes_results_independent_of_how_keys_are_split() {
     assert_eq!(late, vec![0]);
     engine.push_carried(
         &batch(&[trip(1, 91, 1, 1.0)]),
+        None,
         &[100 * MIN],
         &mut out,
         &mut late,

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
@@ -25,7 +26,10 @@ use taxistream_crds::pipeline::{Dataset, PgSslMode as SslMode};
 
 use crate::config::Secret;
 use crate::dead_letter::Reason;
-use crate::trip::{Micros, SourceRef, Trip, format_micros, micros_from_naive, naive_from_micros};
+use crate::trip::{
+    Micros, NULL_I32, SourceRef, Trip, TripBatch, format_micros, micros_from_naive,
+    naive_from_micros,
+};
 
 /// Errors of the landing store, naming the table or source involved.
 #[derive(Debug, thiserror::Error)]
@@ -105,11 +109,12 @@ pub struct Landed {
     pub duplicates: u64,
 }
 
-/// A row read from the outbox.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub trip: Trip,
+/// Rows read from the outbox, column by column: one source, one dataset.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxBatch {
+    /// Landing id of each row.
+    pub ids: Vec<i64>,
+    pub trips: TripBatch,
 }
 
 /// The landing store of one pipeline.
@@ -568,35 +573,51 @@ impl RelayTx {
     }
 
     /// Up to `limit` rows of `source` after `after` in (pickup, id) order,
-    /// with pickups no later than `up_to`.
+    /// with pickups no later than `up_to`, into `out` (cleared first). The
+    /// rows stream into the columns as they arrive; a row of another
+    /// dataset than the first (a source has one) ends the batch early, so a
+    /// batch never mixes datasets.
     pub async fn fetch_ordered(
         &mut self,
         source: &str,
         after: Option<(Micros, i64)>,
         up_to: Option<Micros>,
         limit: i64,
-    ) -> Result<Vec<OutboxRow>, PgError> {
+        out: &mut OutboxBatch,
+    ) -> Result<(), PgError> {
+        use futures::TryStreamExt;
+        out.ids.clear();
+        out.trips.clear();
+        if *out.trips.source != *source {
+            out.trips.source = Arc::from(source);
+        }
         let (after_pickup, after_id) = after.map_or((None, 0), |(p, id)| (Some(naive(p)), id));
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let sql = format!(
             // Infinite bounds rather than `IS NULL OR`, which would keep
             // the planner from a range scan of the (source, pickup, id) index.
-            "SELECT id, {COLUMNS} FROM {} WHERE source = $1 \
+            "SELECT {OUTBOX_COLUMNS} FROM {} WHERE source = $1 \
              AND (pickup, id) > (COALESCE($2, '-infinity'::timestamp), $3) \
              AND pickup <= COALESCE($4, 'infinity'::timestamp) \
              ORDER BY pickup, id LIMIT $5",
             self.qualified
-        )))
-        .bind(source)
-        .bind(after_pickup)
-        .bind(after_id)
-        .bind(up_to.map(naive))
-        .bind(limit)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(query_err(&self.qualified, "read outbox"))?;
-        rows.iter()
-            .map(|r| outbox_row(r, &self.qualified))
-            .collect()
+        );
+        let mut rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(source)
+            .bind(after_pickup)
+            .bind(after_id)
+            .bind(up_to.map(naive))
+            .bind(limit)
+            .fetch(&mut *self.tx);
+        while let Some(r) = rows
+            .try_next()
+            .await
+            .map_err(query_err(&self.qualified, "read outbox"))?
+        {
+            if !push_outbox_row(&r, out, &self.qualified)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Records the round's progress and commits, in the transaction that
@@ -660,47 +681,101 @@ fn dataset_from(s: &str) -> Option<Dataset> {
     })
 }
 
-fn outbox_row(r: &PgRow, table: &str) -> Result<OutboxRow, PgError> {
-    let id: i64 = r.get("id");
+/// Columns of an outbox read, in the order [`push_outbox_row`] takes them:
+/// the source is the one asked for and the refund flag follows from the
+/// amounts, so neither is read.
+const OUTBOX_COLUMNS: &str = "id, source_row, dataset, vendor_id, pickup, dropoff, \
+    passenger_count, trip_distance, ratecode_id, store_and_fwd, pu_location_id, do_location_id, \
+    payment_type, fare_amount, extra, mta_tax, tip_amount, tolls_amount, improvement_surcharge, \
+    total_amount, congestion_surcharge, airport_fee, cbd_congestion_fee, ehail_fee, trip_type";
+
+/// Appends an outbox row to `out`'s columns, by position; `false` (and
+/// nothing appended) when its dataset differs from the batch's first row.
+fn push_outbox_row(r: &PgRow, out: &mut OutboxBatch, table: &str) -> Result<bool, PgError> {
+    let id: i64 = r.try_get(0).map_err(|e| PgError::BadRow {
+        table: table.to_owned(),
+        id: 0,
+        detail: e.to_string(),
+    })?;
     let bad = |detail: String| PgError::BadRow {
         table: table.to_owned(),
         id,
         detail,
     };
     let get = |e: sqlx::Error| bad(e.to_string());
-    let dataset: String = r.try_get("dataset").map_err(get)?;
-    let source_row: i64 = r.try_get("source_row").map_err(get)?;
-    let trip = Trip {
-        source: SourceRef {
-            source: r.try_get("source").map_err(get)?,
-            row: u64::try_from(source_row).map_err(|e| bad(e.to_string()))?,
-        },
-        dataset: dataset_from(&dataset).ok_or_else(|| bad(format!("dataset {dataset:?}")))?,
-        vendor_id: r.try_get("vendor_id").map_err(get)?,
-        pickup: micros_from_naive(r.try_get("pickup").map_err(get)?),
-        dropoff: micros_from_naive(r.try_get("dropoff").map_err(get)?),
-        passenger_count: r.try_get("passenger_count").map_err(get)?,
-        trip_distance: r.try_get("trip_distance").map_err(get)?,
-        ratecode_id: r.try_get("ratecode_id").map_err(get)?,
-        store_and_fwd: r.try_get("store_and_fwd").map_err(get)?,
-        pu_location_id: r.try_get("pu_location_id").map_err(get)?,
-        do_location_id: r.try_get("do_location_id").map_err(get)?,
-        payment_type: r.try_get("payment_type").map_err(get)?,
-        fare_amount: r.try_get("fare_amount").map_err(get)?,
-        extra: r.try_get("extra").map_err(get)?,
-        mta_tax: r.try_get("mta_tax").map_err(get)?,
-        tip_amount: r.try_get("tip_amount").map_err(get)?,
-        tolls_amount: r.try_get("tolls_amount").map_err(get)?,
-        improvement_surcharge: r.try_get("improvement_surcharge").map_err(get)?,
-        total_amount: r.try_get("total_amount").map_err(get)?,
-        congestion_surcharge: r.try_get("congestion_surcharge").map_err(get)?,
-        airport_fee: r.try_get("airport_fee").map_err(get)?,
-        cbd_congestion_fee: r.try_get("cbd_congestion_fee").map_err(get)?,
-        ehail_fee: r.try_get("ehail_fee").map_err(get)?,
-        trip_type: r.try_get("trip_type").map_err(get)?,
-        refund: r.try_get("refund").map_err(get)?,
+    let dataset_name: &str = r.try_get(2).map_err(get)?;
+    let dataset =
+        dataset_from(dataset_name).ok_or_else(|| bad(format!("dataset {dataset_name:?}")))?;
+    let t = &mut out.trips;
+    if out.ids.is_empty() {
+        t.dataset = dataset;
+    } else if t.dataset != dataset {
+        return Ok(false);
+    }
+    let source_row: i64 = r.try_get(1).map_err(get)?;
+    let i32n = |i: usize| -> Result<i32, PgError> {
+        Ok(r.try_get::<Option<i32>, _>(i).map_err(get)?.unwrap_or(NULL_I32))
     };
-    Ok(OutboxRow { id, trip })
+    let f64n = |i: usize| -> Result<f64, PgError> {
+        Ok(r.try_get::<Option<f64>, _>(i).map_err(get)?.unwrap_or(f64::NAN))
+    };
+    let f64v = |i: usize| -> Result<f64, PgError> { r.try_get(i).map_err(get) };
+    let time = |i: usize| -> Result<Micros, PgError> {
+        r.try_get(i).map(micros_from_naive).map_err(get)
+    };
+    // Every value is read before any column grows, so a bad row leaves
+    // the columns the same length.
+    let row = u64::try_from(source_row).map_err(|e| bad(e.to_string()))?;
+    let vendor_id = i32n(3)?;
+    let pickup = time(4)?;
+    let dropoff = time(5)?;
+    let passenger_count = i32n(6)?;
+    let trip_distance = f64v(7)?;
+    let ratecode_id = i32n(8)?;
+    let store_and_fwd = match r.try_get::<Option<bool>, _>(9).map_err(get)? {
+        Some(true) => 1,
+        Some(false) => 0,
+        None => -1,
+    };
+    let pu_location_id: i32 = r.try_get(10).map_err(get)?;
+    let do_location_id: i32 = r.try_get(11).map_err(get)?;
+    let payment_type = i32n(12)?;
+    let amounts = [
+        f64v(13)?,
+        f64v(14)?,
+        f64v(15)?,
+        f64v(16)?,
+        f64v(17)?,
+        f64v(18)?,
+        f64v(19)?,
+    ];
+    let fees = [f64n(20)?, f64n(21)?, f64n(22)?, f64n(23)?];
+    let trip_type = i32n(24)?;
+    out.ids.push(id);
+    t.row.push(row);
+    t.vendor_id.push(vendor_id);
+    t.pickup.push(pickup);
+    t.dropoff.push(dropoff);
+    t.passenger_count.push(passenger_count);
+    t.trip_distance.push(trip_distance);
+    t.ratecode_id.push(ratecode_id);
+    t.store_and_fwd.push(store_and_fwd);
+    t.pu_location_id.push(pu_location_id);
+    t.do_location_id.push(do_location_id);
+    t.payment_type.push(payment_type);
+    t.fare_amount.push(amounts[0]);
+    t.extra.push(amounts[1]);
+    t.mta_tax.push(amounts[2]);
+    t.tip_amount.push(amounts[3]);
+    t.tolls_amount.push(amounts[4]);
+    t.improvement_surcharge.push(amounts[5]);
+    t.total_amount.push(amounts[6]);
+    t.congestion_surcharge.push(fees[0]);
+    t.airport_fee.push(fees[1]);
+    t.cbd_congestion_fee.push(fees[2]);
+    t.ehail_fee.push(fees[3]);
+    t.trip_type.push(trip_type);
+    Ok(true)
 }
 
 /// Removes the URL (and its password) from a driver error message.

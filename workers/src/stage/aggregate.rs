@@ -38,7 +38,6 @@
 //! the next owner resumes from the last one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -49,7 +48,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::dead_letter::Reason;
 use crate::error::StageError;
-use crate::io::codec::{self, TripsMessage};
+use crate::io::codec::{self, TripBatchMessage, TripsContent};
 use crate::io::kafka::{
     Assignment, GroupContext, KafkaIoError, KafkaSettings, dead_letter_headers, schema_headers,
 };
@@ -57,7 +56,7 @@ use crate::io::postgres::{Checkpoint, PgStore};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::stage::runtime::{CommonArgs, StageRuntime};
-use crate::trip::{Dataset, Micros, TripBatch};
+use crate::trip::Micros;
 use crate::validate::Validator;
 use crate::window::{EngineSnapshot, WindowConfig, WindowEngine, WindowResult};
 use crate::zones::ZoneLookup;
@@ -91,16 +90,6 @@ pub struct AggregateOptions {
     pub exit_when_idle: Option<Duration>,
 }
 
-/// Rows buffered for one engine call, with where they came from.
-struct Pending {
-    batch: TripBatch,
-    offsets: Vec<i64>,
-    /// The watermark stamped on each row.
-    progress: Vec<Micros>,
-    /// Original values, for dead-lettering late records as they arrived.
-    payloads: Vec<Vec<u8>>,
-}
-
 struct PartitionState {
     topic: String,
     partition: i32,
@@ -108,7 +97,6 @@ struct PartitionState {
     next_offset: i64,
     /// Per source, the last (pickup, landing id) counted.
     positions: BTreeMap<String, (Micros, i64)>,
-    pending: Pending,
     /// Progress since the last checkpoint.
     dirty: bool,
 }
@@ -143,10 +131,15 @@ struct Aggregator<'a> {
     emitted: Vec<WindowResult>,
     late: Vec<usize>,
     valid: Vec<bool>,
+    /// The message being handled, decoded.
+    decoded: TripBatchMessage,
+    /// Rows of `decoded` that go into the windows: neither copies nor invalid.
+    include: Vec<bool>,
+    /// Rows of `decoded` rejected by the validator, with why.
+    invalid: Vec<(usize, Reason, String)>,
+    /// A dead-lettered row, encoded on its own.
+    row_buf: Vec<u8>,
 }
-
-/// Flushing an engine batch at this many rows keeps latency and memory bounded.
-const MAX_PENDING: usize = 4096;
 
 impl<'a> Aggregator<'a> {
     async fn assign(&mut self, parts: Vec<(String, i32)>) -> Result<(), StageError> {
@@ -185,12 +178,6 @@ impl<'a> Aggregator<'a> {
                     engine,
                     next_offset,
                     positions,
-                    pending: Pending {
-                        batch: TripBatch::with_capacity(Arc::from(""), Dataset::Yellow, 0),
-                        offsets: Vec::new(),
-                        progress: Vec::new(),
-                        payloads: Vec::new(),
-                    },
                     dirty: false,
                 },
             );
@@ -253,103 +240,172 @@ impl<'a> Aggregator<'a> {
             return Ok(());
         }
         let payload = msg.payload().unwrap_or_default();
-        let origin = format!("{}/{}@{}", key.0, key.1, offset);
         let schema = msg
             .headers()
             .and_then(|h| h.iter().find(|h| h.key == codec::SCHEMA_HEADER))
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned());
-        let decoded = match schema.as_deref() {
-            Some(s) if s != codec::TRIP_SCHEMA && s != codec::WATERMARK_SCHEMA => {
+            .and_then(|h| h.value);
+        let known = [
+            codec::TRIP_BATCH_SCHEMA,
+            codec::TRIP_SCHEMA,
+            codec::WATERMARK_SCHEMA,
+        ];
+        let decoded = match schema {
+            Some(s) if !known.iter().any(|k| k.as_bytes() == s) => {
                 Err(codec::DecodeError::Invalid {
                     field: "schema header",
                     detail: format!(
-                        "{s:?} is neither {} nor {}",
-                        codec::TRIP_SCHEMA,
-                        codec::WATERMARK_SCHEMA
+                        "{:?} is none of {}",
+                        String::from_utf8_lossy(s),
+                        known.join(", ")
                     ),
                 })
             }
-            _ => codec::decode_trips(payload),
+            _ => codec::decode_trips_topic(payload, &mut self.decoded),
         };
-        if !matches!(decoded, Ok(TripsMessage::Watermark(_))) {
-            self.metrics.records_in(1);
-            self.stats.records += 1;
-        }
-        let trip_msg = match decoded {
-            Ok(TripsMessage::Trip(m)) => *m,
-            Ok(TripsMessage::Watermark(w)) => {
-                self.advance(&key, offset, None);
-                return self.watermark(&key, w);
+        match decoded {
+            Ok(TripsContent::Trips) => self.on_trips(&key, offset, msg.key()),
+            Ok(TripsContent::Watermark(w)) => {
+                self.advance(&key, offset);
+                self.watermark(&key, w)
             }
             Err(e) => {
+                self.metrics.records_in(1);
+                self.stats.records += 1;
                 let (reason, detail) = (e.reason(), e.to_string());
+                let origin = format!("{}/{}@{}", key.0, key.1, offset);
                 tracing::warn!(%origin, %reason, %detail, "malformed trip message");
                 self.dead_letter(payload, msg.key(), reason, &detail, &origin)?;
-                self.advance(&key, offset, None);
-                return Ok(());
+                self.advance(&key, offset);
+                Ok(())
             }
-        };
-        let landing_id = i64::try_from(trip_msg.landing_id).unwrap_or(i64::MAX);
-        let position = (trip_msg.trip.pickup, landing_id);
-        if state
-            .positions
-            .get(&trip_msg.trip.source.source)
-            .is_some_and(|last| position <= *last)
-        {
-            self.stats.duplicates += 1;
-            self.advance(&key, offset, None);
-            return Ok(());
         }
-        let counted = Some((trip_msg.trip.source.source.clone(), position));
-        // Field checks: the message may not have come from our relay.
-        let mut one = TripBatch::with_capacity(Arc::from(""), trip_msg.trip.dataset, 1);
-        one.push(&trip_msg.trip);
-        let mut rejected = None;
-        self.validator.check(&one, &mut self.valid, |dl| {
-            rejected = Some((dl.reason, dl.detail));
-        });
-        if let Some((reason, detail)) = rejected {
-            self.dead_letter(payload, msg.key(), reason, &detail, &origin)?;
-            self.advance(&key, offset, counted);
-            return Ok(());
-        }
-        let full = {
-            let Some(state) = self.partitions.get_mut(&key) else {
-                return Ok(());
-            };
-            state.pending.batch.push(&trip_msg.trip);
-            state.pending.offsets.push(offset);
-            state.pending.progress.push(trip_msg.watermark);
-            state.pending.payloads.push(payload.to_vec());
-            state.pending.batch.len() >= MAX_PENDING
-        };
-        self.advance(&key, offset, counted);
-        if full {
-            self.flush_partition(&key)?;
-            self.reap_deliveries()?;
-        }
-        Ok(())
     }
 
-    fn advance(
+    /// The trips of one message, now in `decoded`: drops re-published
+    /// copies, validates and windows the rest as one batch.
+    fn on_trips(
         &mut self,
         key: &(String, i32),
         offset: i64,
-        counted: Option<(String, (Micros, i64))>,
-    ) {
+        message_key: Option<&[u8]>,
+    ) -> Result<(), StageError> {
+        let n = self.decoded.len();
+        self.metrics.records_in(n as u64);
+        self.stats.records += n as u64;
+        let Some(state) = self.partitions.get_mut(key) else {
+            return Ok(());
+        };
+        let trips = &self.decoded.trips;
+        // A partition sees each source's trips in increasing (pickup,
+        // landing id) order: one at or before the last counted is a copy.
+        let counted_before = state.positions.get(&*trips.source).copied();
+        let mut last = counted_before;
+        self.include.clear();
+        for (&pickup, &id) in trips.pickup.iter().zip(&self.decoded.landing_id) {
+            let fresh = last.is_none_or(|l| (pickup, id) > l);
+            if fresh {
+                last = Some((pickup, id));
+            } else {
+                self.stats.duplicates += 1;
+            }
+            self.include.push(fresh);
+        }
+        // Field checks: the message may not have come from our relay.
+        let mut reasons = Vec::new();
+        self.validator.check(trips, &mut self.valid, |dl| {
+            reasons.push((dl.reason, dl.detail));
+        });
+        self.invalid.clear();
+        let mut reasons = reasons.into_iter();
+        for (i, valid) in self.valid.iter().enumerate() {
+            if *valid {
+                continue;
+            }
+            let reason = reasons.next();
+            if let (true, Some((reason, detail))) = (self.include[i], reason) {
+                self.include[i] = false;
+                self.invalid.push((i, reason, detail));
+            }
+        }
+        let closed_at = Instant::now();
+        self.emitted.clear();
+        self.late.clear();
+        state.engine.push_carried(
+            trips,
+            Some(&self.include),
+            &self.decoded.watermark,
+            &mut self.emitted,
+            &mut self.late,
+        );
+        let watermark = state.engine.watermark();
+        if let Some(l) = last.filter(|_| last != counted_before) {
+            match state.positions.get_mut(&*trips.source) {
+                Some(p) => *p = l,
+                None => {
+                    state.positions.insert(trips.source.to_string(), l);
+                }
+            }
+        }
+        state.next_offset = offset + 1;
+        state.dirty = true;
+
+        let origin = format!("{}/{}@{}", key.0, key.1, offset);
+        let invalid = std::mem::take(&mut self.invalid);
+        for (i, reason, detail) in &invalid {
+            self.dead_letter_row(*i, message_key, *reason, detail, &origin)?;
+        }
+        self.invalid = invalid;
+        if !self.late.is_empty() {
+            let detail = format!(
+                "every window of this trip had closed (watermark {})",
+                watermark.map_or_else(|| "unset".into(), crate::trip::format_micros)
+            );
+            let late = std::mem::take(&mut self.late);
+            for &i in &late {
+                self.dead_letter_row(i, message_key, Reason::Late, &detail, &origin)?;
+            }
+            self.late = late;
+        }
+        let emitted = std::mem::take(&mut self.emitted);
+        for r in &emitted {
+            self.produce_window(r, Some(closed_at))?;
+        }
+        self.emitted = emitted;
+        self.reap_deliveries()
+    }
+
+    /// Dead-letters row `i` of the message being handled, on its own as a
+    /// one-trip `trip/3` message: its neighbours in the batch were fine.
+    fn dead_letter_row(
+        &mut self,
+        i: usize,
+        message_key: Option<&[u8]>,
+        reason: Reason,
+        detail: &str,
+        origin: &str,
+    ) -> Result<(), StageError> {
+        let mut buf = std::mem::take(&mut self.row_buf);
+        codec::encode_trip_batch(
+            &self.decoded.trips,
+            &self.decoded.landing_id,
+            &self.decoded.watermark,
+            &[i],
+            &mut buf,
+        );
+        let sent = self.dead_letter(&buf, message_key, reason, detail, origin);
+        self.row_buf = buf;
+        sent
+    }
+
+    fn advance(&mut self, key: &(String, i32), offset: i64) {
         if let Some(state) = self.partitions.get_mut(key) {
             state.next_offset = offset + 1;
-            if let Some((source, position)) = counted {
-                state.positions.insert(source, position);
-            }
             state.dirty = true;
         }
     }
 
-    /// A watermark marker: the rows before it first, then the windows it closes.
+    /// A watermark marker: the windows it closes.
     fn watermark(&mut self, key: &(String, i32), progress: Micros) -> Result<(), StageError> {
-        self.flush_partition(key)?;
         let Some(state) = self.partitions.get_mut(key) else {
             return Ok(());
         };
@@ -362,57 +418,6 @@ impl<'a> Aggregator<'a> {
         }
         self.emitted = out;
         self.reap_deliveries()
-    }
-
-    /// Runs the buffered rows of one partition through its engine and
-    /// produces what comes out.
-    fn flush_partition(&mut self, key: &(String, i32)) -> Result<(), StageError> {
-        let Some(state) = self.partitions.get_mut(key) else {
-            return Ok(());
-        };
-        if state.pending.batch.is_empty() {
-            return Ok(());
-        }
-        let closed_at = Instant::now();
-        self.emitted.clear();
-        self.late.clear();
-        state.engine.push_carried(
-            &state.pending.batch,
-            &state.pending.progress,
-            &mut self.emitted,
-            &mut self.late,
-        );
-        let late: Vec<(Vec<u8>, String)> = self
-            .late
-            .iter()
-            .map(|&i| {
-                (
-                    std::mem::take(&mut state.pending.payloads[i]),
-                    format!(
-                        "{}/{}@{}",
-                        state.topic, state.partition, state.pending.offsets[i]
-                    ),
-                )
-            })
-            .collect();
-        let watermark = state.engine.watermark();
-        state.pending.batch.clear();
-        state.pending.offsets.clear();
-        state.pending.progress.clear();
-        state.pending.payloads.clear();
-        for (payload, origin) in late {
-            let detail = format!(
-                "every window of this trip had closed (watermark {})",
-                watermark.map_or_else(|| "unset".into(), crate::trip::format_micros)
-            );
-            self.dead_letter(&payload, None, Reason::Late, &detail, &origin)?;
-        }
-        let emitted = std::mem::take(&mut self.emitted);
-        for r in &emitted {
-            self.produce_window(r, Some(closed_at))?;
-        }
-        self.emitted = emitted;
-        Ok(())
     }
 
     fn produce_window(
@@ -443,17 +448,8 @@ impl<'a> Aggregator<'a> {
         Ok(())
     }
 
-    fn flush_all(&mut self) -> Result<(), StageError> {
-        let keys: Vec<_> = self.partitions.keys().cloned().collect();
-        for k in keys {
-            self.flush_partition(&k)?;
-        }
-        Ok(())
-    }
-
     /// End of input: closes every open window of every partition.
     fn close_all(&mut self) -> Result<(), StageError> {
-        self.flush_all()?;
         let keys: Vec<_> = self.partitions.keys().cloned().collect();
         for k in keys {
             let mut out = Vec::new();
@@ -528,7 +524,6 @@ impl<'a> Aggregator<'a> {
     /// then checkpoints saved, then offsets committed.
     async fn checkpoint(&mut self) -> Result<(), StageError> {
         let started = Instant::now();
-        self.flush_all()?;
         self.await_deliveries().await?;
         let mut cps = Vec::new();
         for state in self.partitions.values_mut().filter(|s| s.dirty) {
@@ -604,6 +599,10 @@ pub async fn aggregate(
         emitted: Vec::new(),
         late: Vec::new(),
         valid: Vec::new(),
+        decoded: TripBatchMessage::default(),
+        include: Vec::new(),
+        invalid: Vec::new(),
+        row_buf: Vec::new(),
     };
     ready.set(true);
     let result = run_loop(&mut agg, &consumer, &events, opts, shutdown).await;
@@ -676,8 +675,7 @@ async fn run_loop(
                 tracing::warn!(error = %e, "consumer error");
             }
             Err(_) => {
-                // Nothing arrived for a moment: run what is buffered.
-                agg.flush_all()?;
+                // Nothing arrived for a moment: take the acknowledgements.
                 agg.reap_deliveries()?;
                 if let Some(idle) = opts.exit_when_idle
                     && last_message.elapsed() >= idle

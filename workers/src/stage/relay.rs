@@ -17,6 +17,13 @@
 //! published pickup by a window and the allowed lateness: the end-of-source
 //! watermark that closes every window of the finished sources.
 //!
+//! # Batches
+//!
+//! A round's trips go out as `trip/3` messages (see [`codec`]): the trips
+//! bound for one key group, in publication order, a few thousand per
+//! message, each trip with its own stamp, landing id and origin. One
+//! message per trip would cap the relay at the broker's per-message rate.
+//!
 //! # Exactly once and crash recovery
 //!
 //! Each round is one PostgreSQL transaction: lock the relay's progress row,
@@ -46,20 +53,19 @@
 //! the rest) is shortened to a minute. A speed-up that is not a positive
 //! finite number disables pacing, with a warning.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio::time::sleep;
 
 use crate::error::StageError;
-use crate::io::codec::{self, TripMessage};
+use crate::io::codec;
 use crate::io::kafka::{KafkaIoError, schema_headers};
-use crate::io::postgres::{OutboxRow, PgStore, RelayProgress, RelaySource};
+use crate::io::postgres::{OutboxBatch, PgStore, RelayProgress, RelaySource};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::stage::runtime::{CommonArgs, StageRuntime};
-use crate::trip::{MICROS_PER_SECOND, Micros, TripBatch};
+use crate::trip::{MICROS_PER_SECOND, Micros};
 use crate::window::{GroupBy, KeyMapper, WindowConfig};
 use crate::zones::ZoneLookup;
 
@@ -186,6 +192,25 @@ fn key_group(key: &[u8], key_groups: i32) -> i32 {
     ((murmur2(key) & 0x7fff_ffff) % key_groups.max(1) as u32) as i32
 }
 
+/// The key group of every key index: keys have a small domain, so each is
+/// hashed once rather than once per trip.
+struct KeyGroups {
+    key_groups: i32,
+    of_key: Vec<i32>,
+}
+
+impl KeyGroups {
+    fn new(keys: &KeyMapper, key_groups: i32) -> Self {
+        let of_key = (0..keys.key_count())
+            .map(|k| {
+                let key = keys.info(k as u16).key.to_string();
+                key_group(key.as_bytes(), key_groups)
+            })
+            .collect();
+        Self { key_groups, of_key }
+    }
+}
+
 /// What one round publishes: the source chosen, and the bound on pickups
 /// that keeps the merge over sources in pickup order.
 #[derive(Debug, PartialEq)]
@@ -267,6 +292,8 @@ struct Publisher<'a> {
     /// Markers to partitions beyond the key groups.
     extra: Vec<DeliveryFuture>,
     buf: Vec<u8>,
+    /// Row indices of the trips bound for each key group, reused.
+    runs: Vec<Vec<usize>>,
 }
 
 impl Publisher<'_> {
@@ -287,6 +314,44 @@ impl Publisher<'_> {
                 source,
             })?;
         self.deliveries.push(d);
+        Ok(())
+    }
+
+    /// Sends rows `rows` of `outbox` (stamped with `stamps`), one message per
+    /// key group and at most [`codec::MAX_TRIPS_PER_MESSAGE`] trips, each
+    /// key group's trips in publication order.
+    fn trips(
+        &mut self,
+        outbox: &OutboxBatch,
+        stamps: &[Micros],
+        rows: std::ops::Range<usize>,
+        key_idx: &[u16],
+        groups: &KeyGroups,
+    ) -> Result<(), StageError> {
+        self.runs
+            .resize_with(groups.key_groups.max(0) as usize, Vec::new);
+        for run in &mut self.runs {
+            run.clear();
+        }
+        for i in rows {
+            let g = groups.of_key[usize::from(key_idx[i])];
+            self.runs[g as usize].push(i);
+        }
+        let runs = std::mem::take(&mut self.runs);
+        for (g, run) in runs.iter().enumerate() {
+            let key = g.to_string();
+            for chunk in run.chunks(codec::MAX_TRIPS_PER_MESSAGE) {
+                codec::encode_trip_batch(
+                    &outbox.trips,
+                    &outbox.ids,
+                    stamps,
+                    chunk,
+                    &mut self.buf,
+                );
+                self.send(Some(key.as_bytes()), g as i32, codec::TRIP_BATCH_SCHEMA)?;
+            }
+        }
+        self.runs = runs;
         Ok(())
     }
 
@@ -401,8 +466,10 @@ pub async fn relay(
     shutdown: &Shutdown,
 ) -> Result<RelayStats, StageError> {
     let keys = KeyMapper::new(opts.group_by, ZoneLookup::embedded());
+    let mut groups: Option<KeyGroups> = None;
     let mut key_idx = Vec::new();
-    let mut batch = TripBatch::with_capacity(Arc::from(""), Default::default(), 0);
+    let mut outbox = OutboxBatch::default();
+    let mut stamps: Vec<Micros> = Vec::new();
     let mut pacer = opts.replay_speedup.and_then(|speedup| {
         let p = Pacer::new(speedup);
         if p.is_none() {
@@ -418,7 +485,8 @@ pub async fn relay(
         topic: &opts.topic,
         deliveries: Vec::new(),
         extra: Vec::new(),
-        buf: Vec::with_capacity(256),
+        buf: Vec::new(),
+        runs: Vec::new(),
     };
     let mut partitions = Partitions {
         count: 0,
@@ -446,14 +514,15 @@ pub async fn relay(
         };
         let sent = tx.watermark;
         let advance = target.filter(|t| sent.is_none_or(|s| *t > s));
-        let rows: Vec<OutboxRow> = match plan.next {
+        match plan.next {
             Some((s, bound)) => {
-                tx.fetch_ordered(&s.source, s.position, bound, opts.batch)
+                tx.fetch_ordered(&s.source, s.position, bound, opts.batch, &mut outbox)
                     .await?
             }
-            None => Vec::new(),
-        };
-        if rows.is_empty() && advance.is_none() && plan.finished.is_empty() {
+            None => outbox.ids.clear(),
+        }
+        let n = outbox.ids.len();
+        if n == 0 && advance.is_none() && plan.finished.is_empty() {
             drop(tx);
             if opts.exit_when_idle && plan.frontier.is_none() {
                 break;
@@ -475,44 +544,42 @@ pub async fn relay(
         if let Some(w) = advance {
             stats.markers += publisher.marker(w, key_groups, partition_count)?;
         }
-        batch.clear();
-        for r in &rows {
-            batch.push(&r.trip);
-        }
-        keys.fill(&batch, &mut key_idx);
-        let mut last = None;
-        let mut published = 0u64;
-        for (r, k) in rows.iter().zip(&key_idx) {
+        let round_groups = match groups.take() {
+            Some(g) if g.key_groups == key_groups => g,
+            _ => KeyGroups::new(&keys, key_groups),
+        };
+        keys.fill(&outbox.trips, &mut key_idx);
+        stamps.clear();
+        // Rows up to `sent_to` are published; with pacing, the rows due so
+        // far go out before each wait.
+        let mut sent_to = 0;
+        let mut end = n;
+        for i in 0..n {
+            let pickup = outbox.trips.pickup[i];
             if let Some(p) = pacer.as_mut() {
-                let wait = p.delay(r.trip.pickup);
+                let wait = p.delay(pickup);
                 if !wait.is_zero() {
                     if round_start.elapsed() >= round_budget || shutdown.requested() {
+                        end = i;
                         break;
                     }
+                    publisher.trips(&outbox, &stamps, sent_to..i, &key_idx, &round_groups)?;
+                    sent_to = i;
                     sleep(wait).await;
                 }
             }
             // Rows come in pickup order, bounded by every other source's
             // next pickup: nothing published later is earlier than this one.
-            let stamp = watermark.map_or(r.trip.pickup, |w| w.max(r.trip.pickup));
+            let stamp = watermark.map_or(pickup, |w| w.max(pickup));
             watermark = Some(stamp);
-            codec::encode_trip(
-                &TripMessage {
-                    landing_id: r.id as u64,
-                    watermark: stamp,
-                    trip: r.trip.clone(),
-                },
-                &mut publisher.buf,
-            );
-            let key = keys.info(*k).key.to_string();
-            publisher.send(
-                Some(key.as_bytes()),
-                key_group(key.as_bytes(), key_groups),
-                codec::TRIP_SCHEMA,
-            )?;
-            last = Some((r.trip.pickup, r.id));
-            published += 1;
+            stamps.push(stamp);
         }
+        publisher.trips(&outbox, &stamps, sent_to..end, &key_idx, &round_groups)?;
+        let last = end
+            .checked_sub(1)
+            .map(|i| (outbox.trips.pickup[i], outbox.ids[i]));
+        let published = end as u64;
+        groups = Some(round_groups);
         publisher.acknowledged().await?;
         let mut progress = RelayProgress {
             finished: plan.finished,

@@ -125,18 +125,20 @@ impl WindowEngine {
         self.push_rows(batch, include, None, emitted, late);
     }
 
-    /// As [`WindowEngine::push_batch`] over every row, with the watermark
-    /// carried by the input instead of derived from pickups: after row `i`
-    /// event time has progressed to `progress[i]` (the relay's stamp), and
-    /// windows close once `progress − allowed lateness` passes their end.
+    /// As [`WindowEngine::push_batch`], with the watermark carried by the
+    /// input instead of derived from pickups: after row `i` event time has
+    /// progressed to `progress[i]` (the relay's stamp), and windows close
+    /// once `progress − allowed lateness` passes their end. Rows left out by
+    /// `include` move no watermark.
     pub fn push_carried(
         &mut self,
         batch: &TripBatch,
+        include: Option<&[bool]>,
         progress: &[Micros],
         emitted: &mut Vec<WindowResult>,
         late: &mut Vec<usize>,
     ) {
-        self.push_rows(batch, None, Some(progress), emitted, late);
+        self.push_rows(batch, include, Some(progress), emitted, late);
     }
 
     /// A watermark marker: event time has progressed to `progress` on every

@@ -6,17 +6,70 @@
 //! version it does not know sends the message to the dead-letter topic with
 //! reason `unknown_version` instead of guessing.
 //!
-//! # Trips topic, format 2
+//! # Trips topic, format 3
 //!
-//! The trips topic carries two kinds of message, told apart by the second
-//! byte: trips (header `trip/2`) and watermark markers (header
-//! `watermark/2`). The relay that publishes the trips knows how far event
-//! time has progressed over every source it reads, so it stamps that
-//! watermark on each trip and sends markers to every partition; the
+//! The trips topic carries two kinds of message: batches of trips (header
+//! `trip/3`, version byte 3) and watermark markers (header `watermark/2`,
+//! unchanged from format 2). The relay that publishes the trips knows how
+//! far event time has progressed over every source it reads, so it stamps
+//! that watermark on each trip and sends markers to every partition; the
 //! aggregate closes windows on the carried watermark, which makes results
 //! independent of how keys are spread over partitions.
 //!
-//! Trip, little-endian, fixed layout followed by the optional fields that are present:
+//! One message carries the trips of one relay round that go to one
+//! partition (one key group), in publication order, at most
+//! [`MAX_TRIPS_PER_MESSAGE`] of them; a longer run is split into
+//! consecutive messages. Every trip of a message comes from one source. The
+//! Kafka key is the key group (decimal): the trips inside have different
+//! group keys, each of which hashes to that group (`murmur2(key) %
+//! key_groups`), so the pinning of keys to partitions is unchanged. One
+//! message per trip capped the relay at the broker's per-message rate.
+//!
+//! Trip batch, little-endian; `n` is the number of trips and every column
+//! holds one value per trip, in publication order:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 1 | version = 3 |
+//! | 1 | kind = 0 (trip batch) |
+//! | 1 | dataset: 0 yellow, 1 green, 2 fhv, 3 fhvhv |
+//! | 4 | n, 1..=4096 |
+//! | 2 + s | source (file, URL or dataset), UTF-8 |
+//! | 8n | landing id (i64): the row's id in the PostgreSQL landing table (with the source and pickup, the key that drops re-published copies) |
+//! | 8n | watermark, µs: no trip published after this one has an earlier pickup (except trips of sources that start later) |
+//! | 8n | source row (u64) |
+//! | 8n | pickup, µs of naive local time (the event time) |
+//! | 8n | dropoff, µs |
+//! | 4n + 4n | pickup zone, dropoff zone (i32) |
+//! | n | store_and_fwd (i8): 1 Y, 0 N, -1 null |
+//! | 8 × 8n | trip_distance, fare, extra, mta_tax, tip, tolls, improvement_surcharge, total (f64) |
+//! | 5 × (1 + …) | vendor_id, passenger_count, ratecode_id, payment_type, trip_type (i32), nullable |
+//! | 4 × (1 + …) | congestion_surcharge, airport_fee, cbd_congestion_fee, ehail_fee (f64), nullable |
+//!
+//! A nullable column starts with a tag: 0 no trip has a value (nothing
+//! follows), 1 every trip has one (n values follow), 2 some have one (a
+//! bitmap of `ceil(n / 8)` bytes, bit `i % 8` of byte `i / 8` set when trip
+//! `i` has a value, then n values, zero where absent). The refund flag is
+//! not carried: it follows from the amounts, as in [`crate::trip::TripBatch`].
+//!
+//! Columns of fixed width decode straight into a [`crate::trip::TripBatch`]
+//! without a row per trip; a yellow trip takes about 170 bytes before batch
+//! compression (zstd, which shrinks the sorted pickups, the consecutive
+//! landing ids and the repeated small values).
+//!
+//! Watermark marker: version = 2, kind = 1, then the watermark (8 bytes, µs).
+//!
+//! ## Format 2, still read
+//!
+//! The aggregate still reads `trip/2` (one trip per message, below), so a
+//! relay and an aggregate can be upgraded one after the other while trips of
+//! the old format are still in the topic, as a rolling upgrade of a
+//! Strimzi or Flink deployment expects; a `trip/2` trip is handled as a
+//! batch of one. Only the relay's writer moved to format 3. Format 1
+//! (landing-order trips without a watermark) and any other version go to
+//! the dead-letter topic as `unknown_version`.
+//!
+//! Trip (`trip/2`), little-endian, fixed layout followed by the optional fields that are present:
 //!
 //! | bytes | field |
 //! |---|---|
@@ -24,23 +77,16 @@
 //! | 1 | kind = 0 (trip) |
 //! | 1 | dataset: 0 yellow, 1 green, 2 fhv, 3 fhvhv |
 //! | 2 | flags: bit per optional field present (see `F_*`), plus `store_and_fwd` value and `refund` |
-//! | 8 | landing id: the row's id in the PostgreSQL landing table (with the source and pickup, the key that drops re-published copies) |
-//! | 8 | watermark, µs: no trip published after this one has an earlier pickup (except trips of sources that start later) |
-//! | 8 | pickup, µs of naive local time (the event time) |
+//! | 8 | landing id |
+//! | 8 | watermark, µs |
+//! | 8 | pickup, µs |
 //! | 8 | dropoff, µs |
 //! | 4 + 4 | pickup zone, dropoff zone |
 //! | 8 × 8 | trip_distance, fare, extra, mta_tax, tip, tolls, improvement_surcharge, total (f64) |
 //! | 4 each | vendor_id, passenger_count, ratecode_id, payment_type, trip_type, when present |
 //! | 8 each | congestion_surcharge, airport_fee, cbd_congestion_fee, ehail_fee, when present |
 //! | 8 | source row |
-//! | 2 + n | source (file, URL or dataset), UTF-8 |
-//!
-//! Watermark marker: version = 2, kind = 1, then the watermark (8 bytes, µs).
-//!
-//! A typical yellow trip is about 180 bytes before batch compression (zstd,
-//! which removes most of the repeated source name). Format 1 (landing-order
-//! trips without a watermark) is no longer read: its messages go to the
-//! dead-letter topic as `unknown_version`.
+//! | 2 + n | source, UTF-8 |
 //!
 //! # `window/1` (value of the aggregates topic)
 //!
@@ -51,13 +97,18 @@ use taxistream_crds::pipeline::Dataset;
 use crate::dead_letter::Reason;
 use crate::trip::{Micros, SourceRef, Trip};
 
+pub mod trip_batch;
 pub mod window;
 
+pub use trip_batch::{
+    MAX_TRIPS_PER_MESSAGE, TRIP_BATCH_SCHEMA, TripBatchMessage, decode_trip_batch,
+    encode_trip_batch,
+};
 pub use window::{WINDOW_SCHEMA, decode_window, encode_window};
 
 /// Header naming the schema of a message value.
 pub const SCHEMA_HEADER: &str = "taxistream-schema";
-/// Schema of trip messages written by this version.
+/// Schema of single-trip messages of format 2, still read.
 pub const TRIP_SCHEMA: &str = "trip/2";
 /// Schema of watermark markers on the trips topic.
 pub const WATERMARK_SCHEMA: &str = "watermark/2";
@@ -223,18 +274,20 @@ pub fn encode_trip(msg: &TripMessage, out: &mut Vec<u8>) {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.extend_from_slice(&t.source.row.to_le_bytes());
-    // Source names are bounded by the CRD (2048 bytes); longer ones are cut at
-    // a character boundary rather than making the message undecodable.
-    let mut src = t.source.source.as_str();
-    while src.len() > u16::MAX as usize {
-        let mut cut = u16::MAX as usize;
-        while !src.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        src = &src[..cut];
-    }
+    let src = bounded_source(&t.source.source);
     out.extend_from_slice(&(src.len() as u16).to_le_bytes());
     out.extend_from_slice(src.as_bytes());
+}
+
+/// Source names are bounded by the CRD (2048 bytes); longer ones are cut at
+/// a character boundary to fit the 2-byte length rather than making the
+/// message undecodable.
+fn bounded_source(src: &str) -> &str {
+    let mut cut = src.len().min(u16::MAX as usize);
+    while !src.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &src[..cut]
 }
 
 struct Reader<'a> {
@@ -270,6 +323,9 @@ impl<'a> Reader<'a> {
     }
     fn u16(&mut self) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
     }
     fn i32(&mut self) -> Result<i32, DecodeError> {
         Ok(i32::from_le_bytes(self.array()?))
@@ -322,6 +378,43 @@ pub fn decode_trips(value: &[u8]) -> Result<TripsMessage, DecodeError> {
             field: "kind",
             detail: format!("code {other}"),
         }),
+    }
+}
+
+/// What a message of the trips topic holds, as the aggregate reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TripsContent {
+    /// Trips, now in the batch passed to [`decode_trips_topic`].
+    Trips,
+    /// Event time has reached this watermark on every source in flight.
+    Watermark(Micros),
+}
+
+/// Decodes any message of the trips topic the aggregate reads: a `trip/3`
+/// batch into `out`, a `trip/2` trip into `out` as a batch of one (so trips
+/// of a relay not yet upgraded still count), a marker as its watermark.
+pub fn decode_trips_topic(
+    value: &[u8],
+    out: &mut TripBatchMessage,
+) -> Result<TripsContent, DecodeError> {
+    if version_of(value) == Some(trip_batch::TRIPS_V3) {
+        return decode_trip_batch(value, out).map(|()| TripsContent::Trips);
+    }
+    match decode_trips(value)? {
+        TripsMessage::Watermark(w) => Ok(TripsContent::Watermark(w)),
+        TripsMessage::Trip(m) => {
+            out.clear();
+            let t = &mut out.trips;
+            if *t.source != *m.trip.source.source {
+                t.source = m.trip.source.source.as_str().into();
+            }
+            t.dataset = m.trip.dataset;
+            t.push(&m.trip);
+            out.landing_id
+                .push(i64::try_from(m.landing_id).unwrap_or(i64::MAX));
+            out.watermark.push(m.watermark);
+            Ok(TripsContent::Trips)
+        }
     }
 }
 
@@ -421,7 +514,7 @@ fn decode_trip_body(r: &mut Reader<'_>) -> Result<TripMessage, DecodeError> {
 mod tests {
     use super::*;
 
-    fn trip() -> TripMessage {
+    pub(super) fn trip() -> TripMessage {
         TripMessage {
             landing_id: 42,
             watermark: 1_738_367_000_000_000,
