@@ -425,6 +425,29 @@ async fn bad_messages_go_to_the_dead_letter_topic_with_reasons() {
         .partition(0);
     producer.send(rec, Duration::from_secs(10)).await.unwrap();
 
+    // A trip/3 batch with one bad trip among good ones: only the bad one
+    // is dead-lettered (as a batch of one), the others count.
+    let mut batch_trips: Vec<Trip> = synthetic("batch-source", 3);
+    batch_trips[1].pu_location_id = 999;
+    let stamps: Vec<i64> = batch_trips.iter().map(|t| t.pickup).collect();
+    let mut batch = Vec::new();
+    codec::encode_trip_batch(
+        &TripBatch::from_trips(Arc::from("batch-source"), Dataset::Yellow, &batch_trips),
+        &[10, 11, 12],
+        &stamps,
+        &[0, 1, 2],
+        &mut batch,
+    );
+    let rec = FutureRecord::<str, [u8]>::to(&p.config.topics.trips)
+        .key("1")
+        .payload(batch.as_slice())
+        .partition(1 % TRIP_PARTITIONS)
+        .headers(OwnedHeaders::new().insert(Header {
+            key: codec::SCHEMA_HEADER,
+            value: Some(codec::TRIP_BATCH_SCHEMA),
+        }));
+    producer.send(rec, Duration::from_secs(10)).await.unwrap();
+
     p.run("aggregate", &["--idle-ms", "2000"]);
     let dlq = p.read_topic(&p.config.topics.dead_letters, 1, Duration::from_secs(2));
     let mut reasons: Vec<&str> = dlq
@@ -441,9 +464,22 @@ async fn bad_messages_go_to_the_dead_letter_topic_with_reasons() {
             "truncated",
             "unknown_version",
             "unknown_version",
+            "zone_out_of_range",
             "zone_out_of_range"
         ],
         "dead letters: {dlq:?}"
+    );
+    let mut one = codec::TripBatchMessage::default();
+    let from_batch: Vec<_> = dlq
+        .iter()
+        .filter_map(|m| {
+            codec::decode_trip_batch(&m.payload, &mut one).ok()?;
+            Some((one.len(), one.landing_id[0], one.trips.row(0)))
+        })
+        .collect();
+    assert!(
+        from_batch.contains(&(1, 11, batch_trips[1].clone())),
+        "the bad trip of the batch is dead-lettered alone: {from_batch:?}"
     );
     for m in &dlq {
         assert!(
@@ -457,8 +493,8 @@ async fn bad_messages_go_to_the_dead_letter_topic_with_reasons() {
     let (got, _) = emitted(&p);
     assert_eq!(
         got.values().map(|r| r.count).sum::<u64>(),
-        1,
-        "the valid trip is counted once"
+        3,
+        "the valid trip and the batch's two good trips are counted once"
     );
 }
 

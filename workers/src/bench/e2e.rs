@@ -162,7 +162,7 @@ pub async fn main(args: BenchE2eArgs) -> Result<(), StageError> {
     let t = Instant::now();
     let relayed = relay(
         &store,
-        &kafka.producer()?,
+        &crate::stage::relay::producer(&kafka)?,
         &RelayOptions {
             name: rt.config.group_id("relay"),
             topic: w.topics.trips.clone(),

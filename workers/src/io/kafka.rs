@@ -169,11 +169,19 @@ impl KafkaSettings {
     /// Keys are placed with murmur2 like the Java client, so other producers
     /// of the same keys land on the same partitions.
     pub fn producer(&self) -> Result<FutureProducer, KafkaIoError> {
+        self.producer_lingering(Duration::from_millis(20))
+    }
+
+    /// As [`KafkaSettings::producer`], waiting at most `linger` for more
+    /// messages before sending a batch. A stage that enqueues a whole round
+    /// and then waits for its acknowledgements (the relay) gains nothing
+    /// from lingering: every round would spend the linger idle.
+    pub fn producer_lingering(&self, linger: Duration) -> Result<FutureProducer, KafkaIoError> {
         let mut c = self.client_config();
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "zstd")
-            .set("linger.ms", "20")
+            .set("linger.ms", linger.as_millis().to_string())
             .set("batch.size", "1000000")
             .set("queue.buffering.max.messages", "1000000")
             .set("message.timeout.ms", "120000")

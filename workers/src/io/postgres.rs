@@ -714,15 +714,18 @@ fn push_outbox_row(r: &PgRow, out: &mut OutboxBatch, table: &str) -> Result<bool
     }
     let source_row: i64 = r.try_get(1).map_err(get)?;
     let i32n = |i: usize| -> Result<i32, PgError> {
-        Ok(r.try_get::<Option<i32>, _>(i).map_err(get)?.unwrap_or(NULL_I32))
+        Ok(r.try_get::<Option<i32>, _>(i)
+            .map_err(get)?
+            .unwrap_or(NULL_I32))
     };
     let f64n = |i: usize| -> Result<f64, PgError> {
-        Ok(r.try_get::<Option<f64>, _>(i).map_err(get)?.unwrap_or(f64::NAN))
+        Ok(r.try_get::<Option<f64>, _>(i)
+            .map_err(get)?
+            .unwrap_or(f64::NAN))
     };
     let f64v = |i: usize| -> Result<f64, PgError> { r.try_get(i).map_err(get) };
-    let time = |i: usize| -> Result<Micros, PgError> {
-        r.try_get(i).map(micros_from_naive).map_err(get)
-    };
+    let time =
+        |i: usize| -> Result<Micros, PgError> { r.try_get(i).map(micros_from_naive).map_err(get) };
     // Every value is read before any column grows, so a bad row leaves
     // the columns the same length.
     let row = u64::try_from(source_row).map_err(|e| bad(e.to_string()))?;

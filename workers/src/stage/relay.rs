@@ -60,7 +60,7 @@ use tokio::time::sleep;
 
 use crate::error::StageError;
 use crate::io::codec;
-use crate::io::kafka::{KafkaIoError, schema_headers};
+use crate::io::kafka::{KafkaIoError, KafkaSettings, schema_headers};
 use crate::io::postgres::{OutboxBatch, PgStore, RelayProgress, RelaySource};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -341,13 +341,7 @@ impl Publisher<'_> {
         for (g, run) in runs.iter().enumerate() {
             let key = g.to_string();
             for chunk in run.chunks(codec::MAX_TRIPS_PER_MESSAGE) {
-                codec::encode_trip_batch(
-                    &outbox.trips,
-                    &outbox.ids,
-                    stamps,
-                    chunk,
-                    &mut self.buf,
-                );
+                codec::encode_trip_batch(&outbox.trips, &outbox.ids, stamps, chunk, &mut self.buf);
                 self.send(Some(key.as_bytes()), g as i32, codec::TRIP_BATCH_SCHEMA)?;
             }
         }
@@ -600,6 +594,13 @@ pub async fn relay(
     Ok(stats)
 }
 
+/// The relay's producer. A round enqueues all its messages and then waits
+/// for every acknowledgement, so lingering for more messages would only
+/// leave each round idle for the linger.
+pub fn producer(kafka: &KafkaSettings) -> Result<FutureProducer, KafkaIoError> {
+    kafka.producer_lingering(Duration::ZERO)
+}
+
 /// Entry point of `taxistream-worker relay`.
 pub async fn main(args: RelayArgs) -> Result<(), StageError> {
     let rt = StageRuntime::start("relay", &args.common).await?;
@@ -607,7 +608,7 @@ pub async fn main(args: RelayArgs) -> Result<(), StageError> {
     let store = rt.landing_store(2).await?;
     let kafka = rt.kafka()?;
     rt.backends_answer(args.common.exit_when_idle).await?;
-    let producer = kafka.producer()?;
+    let producer = producer(&kafka)?;
     rt.ready.set(true);
     let opts = RelayOptions {
         name: rt.config.group_id("relay"),

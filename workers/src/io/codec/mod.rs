@@ -563,6 +563,49 @@ mod tests {
     }
 
     #[test]
+    fn the_topic_reader_takes_batches_old_single_trips_and_markers() {
+        let mut out = TripBatchMessage::default();
+        let mut buf = Vec::new();
+        encode_trip(&trip(), &mut buf);
+        assert_eq!(
+            decode_trips_topic(&buf, &mut out).unwrap(),
+            TripsContent::Trips
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out.trips.row(0), trip().trip);
+        assert_eq!(
+            (out.landing_id[0], out.watermark[0]),
+            (42, trip().watermark)
+        );
+        let mut batch = Vec::new();
+        encode_trip_batch(
+            &out.trips.clone(),
+            &[7],
+            &[trip().watermark + 1],
+            &[0, 0],
+            &mut batch,
+        );
+        assert_eq!(
+            decode_trips_topic(&batch, &mut out).unwrap(),
+            TripsContent::Trips
+        );
+        assert_eq!((out.len(), out.landing_id.as_slice()), (2, &[7, 7][..]));
+        encode_watermark(5, &mut buf);
+        assert_eq!(
+            decode_trips_topic(&buf, &mut out).unwrap(),
+            TripsContent::Watermark(5)
+        );
+        buf[0] = 4;
+        assert_eq!(
+            decode_trips_topic(&buf, &mut out)
+                .unwrap_err()
+                .reason()
+                .as_str(),
+            "unknown_version"
+        );
+    }
+
+    #[test]
     fn watermark_markers_round_trip_and_reject_trailing_bytes() {
         let mut buf = Vec::new();
         encode_watermark(-5, &mut buf);

@@ -335,8 +335,14 @@ mod tests {
             decode_trip_batch(&buf, &mut got).unwrap();
             let want: Vec<Trip> = sel.iter().map(|&i| trips.row(i)).collect();
             assert_eq!(rows(&got), want);
-            assert_eq!(got.landing_id, sel.iter().map(|&i| ids[i]).collect::<Vec<_>>());
-            assert_eq!(got.watermark, sel.iter().map(|&i| wms[i]).collect::<Vec<_>>());
+            assert_eq!(
+                got.landing_id,
+                sel.iter().map(|&i| ids[i]).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                got.watermark,
+                sel.iter().map(|&i| wms[i]).collect::<Vec<_>>()
+            );
             assert_eq!(&*got.trips.source, "yellow_tripdata_2025-02.parquet");
         }
     }
@@ -350,24 +356,24 @@ mod tests {
         encode_trip_batch(&trips, &ids, &wms, &[0, 1], &mut buf);
         let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
         let want = concat!(
-            "030000",           // version 3, kind 0 (batch), yellow
-            "02000000",         // 2 trips
-            "1f00",             // source: 31 bytes
+            "030000",   // version 3, kind 0 (batch), yellow
+            "02000000", // 2 trips
+            "1f00",     // source: 31 bytes
             "79656c6c6f775f7472697064617461",
             "5f323032352d30322e70617271756574",
             "2a00000000000000", // landing ids 42, 43
             "2b00000000000000",
-            "00d7a29432ac0600", // watermarks
-            "00c5aba432ac0600",
+            "0036861b092d0600", // watermarks 1_738_367_000 s and a minute later
+            "00bd191f092d0600",
             "d204000000000000", // source rows 1234, 1235
             "d304000000000000",
-            "0040e6b532ac0600", // pickups
-            "00aecdb932ac0600",
-            "00fa67c332ac0600", // dropoffs
-            "00ff8d1133ac0600",
-            "84000000",         // pickup zones 132, 132
+            "00002157092d0600", // pickups 1_738_368_000 s and a minute later
+            "0087b45a092d0600",
+            "00e9c58c092d0600", // dropoffs, both 1_738_368_900 s
+            "00e9c58c092d0600",
+            "84000000", // pickup zones 132, 132
             "84000000",
-            "ec000000",         // dropoff zones 236, 236
+            "ec000000", // dropoff zones 236, 236
             "ec000000",
             "01ff",             // store_and_fwd Y, null
             "9a99999999990940", // trip_distance 3.2, 3.2
@@ -386,15 +392,34 @@ mod tests {
             "000000000000f03f",
             "85eb51b81e8522c0", // total -9.26, 15
             "0000000000002e40",
-            "02", "01", "0200000000000000", // vendor: some (row 0 only)
-            "02", "02", "0000000001000000", // passengers: some (row 1 only)
-            "01", "0100000001000000", // ratecode: all
-            "01", "0100000001000000", // payment type: all
-            "00",                   // trip type: none
-            "01", "0000000000000440", "0000000000000440", // congestion: all
-            "00",                   // airport fee: none
-            "02", "01", "000000000000e83f", "0000000000000000", // cbd: some
-            "00",                   // ehail: none
+            // vendor: some, bitmap 01 (row 0 only), both values
+            "02",
+            "01",
+            "0200000000000000",
+            // passengers: some, bitmap 02 (row 1 only), both values
+            "02",
+            "02",
+            "0000000001000000",
+            // rate code, payment type: all
+            "01",
+            "0100000001000000",
+            "01",
+            "0100000001000000",
+            // trip type: none
+            "00",
+            // congestion: all, 2.5 twice
+            "01",
+            "0000000000000440",
+            "0000000000000440",
+            // airport fee: none
+            "00",
+            // cbd: some, row 0 only (0.75)
+            "02",
+            "01",
+            "000000000000e83f",
+            "0000000000000000",
+            // ehail: none
+            "00",
         );
         assert_eq!(hex, want);
     }
@@ -413,7 +438,10 @@ mod tests {
         }
         let reason = |v: &[u8]| {
             let mut got = TripBatchMessage::default();
-            decode_trip_batch(v, &mut got).unwrap_err().reason().as_str()
+            decode_trip_batch(v, &mut got)
+                .unwrap_err()
+                .reason()
+                .as_str()
         };
         let mut trailing = buf.clone();
         trailing.push(0);
