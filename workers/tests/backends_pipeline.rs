@@ -303,20 +303,27 @@ async fn relay_killed_mid_stream_loses_and_double_counts_nothing() {
     eprintln!("killed relay at landing id {at_kill} of {}", trips.len());
     p.run("relay", &["--batch", "500"]);
 
+    let mut batch = codec::TripBatchMessage::default();
     let published: usize = p
         .read_topic(
             &p.config.topics.trips,
             TRIP_PARTITIONS,
             Duration::from_secs(2),
         )
-        .len();
+        .iter()
+        .filter(|m| m.header(codec::SCHEMA_HEADER) == Some(codec::TRIP_BATCH_SCHEMA))
+        .map(|m| {
+            codec::decode_trip_batch(&m.payload, &mut batch).unwrap();
+            batch.len()
+        })
+        .sum();
     assert!(
         published >= trips.len(),
         "{published} published < {} landed",
         trips.len()
     );
     eprintln!(
-        "{published} messages for {} trips (copies re-published after the kill are dropped by landing id)",
+        "{published} trips published for {} landed (copies re-published after the kill are dropped by landing id)",
         trips.len()
     );
 
@@ -427,7 +434,13 @@ async fn bad_messages_go_to_the_dead_letter_topic_with_reasons() {
 
     // A trip/3 batch with one bad trip among good ones: only the bad one
     // is dead-lettered (as a batch of one), the others count.
+    // An hour after the others, in pickup order as the relay publishes.
     let mut batch_trips: Vec<Trip> = synthetic("batch-source", 3);
+    for t in &mut batch_trips {
+        t.pickup += 3600 * 1_000_000;
+        t.dropoff += 3600 * 1_000_000;
+    }
+    batch_trips.sort_by_key(|t| t.pickup);
     batch_trips[1].pu_location_id = 999;
     let stamps: Vec<i64> = batch_trips.iter().map(|t| t.pickup).collect();
     let mut batch = Vec::new();

@@ -34,6 +34,15 @@
 //! the last pair counted for its source and is dropped here (counted in
 //! `records_in`, never in a window).
 //!
+//! # Batches
+//!
+//! A `trip/3` message is decoded straight into a columnar batch; copies
+//! and trips the validator rejects are masked out, and the rest go through
+//! the engine in one call with their carried stamps. A rejected or late trip
+//! is dead-lettered on its own, as a one-trip `trip/3` message whose origin
+//! names the message it came in and its index there (`topic/partition@offset#i`). A `trip/2` message (a relay not upgraded
+//! yet) is a batch of one; see [`codec`] for why both are read.
+//!
 //! On revocation the partition's open state is dropped without a checkpoint:
 //! the next owner resumes from the last one.
 
@@ -375,15 +384,17 @@ impl<'a> Aggregator<'a> {
     }
 
     /// Dead-letters row `i` of the message being handled, on its own as a
-    /// one-trip `trip/3` message: its neighbours in the batch were fine.
+    /// one-trip `trip/3` message: its neighbours in the batch were fine. Its
+    /// origin is the message's with `#i`, so it names one trip.
     fn dead_letter_row(
         &mut self,
         i: usize,
         message_key: Option<&[u8]>,
         reason: Reason,
         detail: &str,
-        origin: &str,
+        message_origin: &str,
     ) -> Result<(), StageError> {
+        let origin = format!("{message_origin}#{i}");
         let mut buf = std::mem::take(&mut self.row_buf);
         codec::encode_trip_batch(
             &self.decoded.trips,
@@ -392,7 +403,7 @@ impl<'a> Aggregator<'a> {
             &[i],
             &mut buf,
         );
-        let sent = self.dead_letter(&buf, message_key, reason, detail, origin);
+        let sent = self.dead_letter(&buf, message_key, reason, detail, &origin);
         self.row_buf = buf;
         sent
     }
