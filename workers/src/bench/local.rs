@@ -59,8 +59,8 @@ pub struct LocalFigures {
     pub run_csv: Sample,
     /// Why DuckDB was not measured, when it was not.
     pub duckdb: Result<Sample, String>,
-    /// Result rows of the job and of DuckDB (the job drops late rows, so
-    /// the two differ by the windows only late rows fall into).
+    /// Result rows of the job and of DuckDB: the same unless the job
+    /// dropped rows as late (its default merge by pickup leaves none late).
     pub run_rows: Option<i64>,
     pub duckdb_rows: Option<i64>,
 }

@@ -59,8 +59,15 @@ impl Probe {
         topic: &str,
         keep_closes: bool,
     ) -> Result<Self, BenchError> {
-        let consumer: StreamConsumer<DefaultConsumerContext> =
-            kafka.consumer(&format!("{topic}.probe"), DefaultConsumerContext)?;
+        // Not the stages' consumer settings: a fetch that waits long on an
+        // idle partition would be counted as latency.
+        let consumer: StreamConsumer<DefaultConsumerContext> = kafka
+            .client_config()
+            .set("group.id", format!("{topic}.probe"))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .map_err(|e| BenchError::Kafka(format!("results probe: {e}")))?;
         // One partition: `Pipeline::create` makes the aggregates topic so.
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, 0, Offset::Beginning)

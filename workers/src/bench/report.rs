@@ -236,7 +236,7 @@ impl Report<'_> {
         println!();
         let l = self.local;
         println!(
-            "Local job: the median of {} interleaved runs of each; result rows: run {}, DuckDB {} (the job drops late rows).",
+            "Local job: the median of {} interleaved runs of each; result rows: run {}, DuckDB {}.",
             l.repeats,
             l.run_rows.map_or("?".into(), |n| n.to_string()),
             l.duckdb_rows.map_or("?".into(), |n| n.to_string()),
