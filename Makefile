@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 ENV := . scripts/env.sh &&
 
-.PHONY: setup test test-external fmt fmt-check lint unit check-crds crds demo bench bench-e2e bench-operator
+.PHONY: setup test test-external fmt fmt-check lint unit check-crds crds demo bench bench-operator
 
 setup:
 	bash scripts/setup.sh
@@ -48,15 +48,11 @@ demo:
 	    --output $(DEMO_OUT)/results-2020-01.csv --dead-letters $(DEMO_OUT)/dead-letters-2020-01.jsonl && \
 	  echo "results: $(DEMO_OUT)/results-2020-01.csv; dead letters: $(DEMO_OUT)/dead-letters*.jsonl"
 
-## bench: release build, seeded synthetic 5M-row month (kept in bench-data/), reference query figures.
+## bench: the README's performance table from one run: `run` against DuckDB, each stage on
+#   its own, and the stages as concurrent processes on the real services (scripts/bench.sh;
+#   BENCH_ROWS=500000 for a quicker run).
 bench:
-	$(ENV) cargo build --locked --release -q -p taxistream-worker && \
-	  "$$CARGO_TARGET_DIR/release/taxistream-worker" bench --rows 5000000 --seed 42 --data-dir bench-data
-	$(ENV) bash scripts/bench-e2e.sh
-
-## bench-e2e: only the end-to-end figure (file → PostgreSQL → Kafka → windows, real services).
-bench-e2e:
-	$(ENV) bash scripts/bench-e2e.sh
+	bash scripts/bench.sh
 
 ## bench-operator: the pipeline reconciler, 1,000 pipelines, in-memory API server (README, "Operator reference").
 bench-operator:

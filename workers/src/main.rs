@@ -21,8 +21,8 @@ struct Cli {
 enum Command {
     /// Read, validate and window trips in one process (files, URLs, months, Open Data).
     Run(Box<run::RunArgs>),
-    /// Generate the seeded synthetic month (once) and time the reference query on it.
-    Bench(taxistream_worker::bench::BenchArgs),
+    /// The `make bench` table: the synthetic month through `run`, DuckDB and the stages.
+    Bench(bench::BenchArgs),
     /// Land trip records (files, URLs) in PostgreSQL, idempotently and resumably.
     Ingest(stage::ingest::IngestArgs),
     /// Relay landed trips from PostgreSQL (the outbox) to the trips topic.
@@ -31,8 +31,6 @@ enum Command {
     Aggregate(stage::aggregate::AggregateArgs),
     /// Upsert window results from the aggregates topic into Cassandra.
     Sink(stage::sink::SinkArgs),
-    /// Time a file through ingest, relay and aggregate on the real backends (`make bench`).
-    BenchE2e(bench::e2e::BenchE2eArgs),
 }
 
 /// Runs a backend stage: JSON logs (for the cluster's log pipeline), and a
@@ -60,13 +58,10 @@ async fn backend_stage(
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run(args) => run::main(*args).await,
-        Command::Bench(args) => {
-            tokio::task::block_in_place(|| taxistream_worker::bench::main(args))
-        }
+        Command::Bench(args) => bench::main(args).await,
         Command::Ingest(args) => backend_stage(stage::ingest::main(args)).await,
         Command::Relay(args) => backend_stage(stage::relay::main(args)).await,
         Command::Aggregate(args) => backend_stage(stage::aggregate::main(args)).await,
         Command::Sink(args) => backend_stage(stage::sink::main(args)).await,
-        Command::BenchE2e(args) => backend_stage(bench::e2e::main(args)).await,
     }
 }

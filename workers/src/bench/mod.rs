@@ -1,30 +1,41 @@
-//! `taxistream-worker bench`: the reference query on a seeded synthetic month.
+//! `taxistream-worker bench`: the figures of `make bench`, one table.
 //!
-//! Generates (once) the synthetic 2023-01 yellow month of [`synthetic`], then
-//! measures, in one process so the ratios are comparable:
+//! Generates (once) the seeded synthetic month of [`synthetic`], then drives
+//! this binary's own subcommands as separate processes, as a user or the
+//! operator would run them, so the figures hold whatever the stages do
+//! inside:
 //!
-//! 1. end to end: Parquet → validate → 5-minute tumbling windows by pickup
-//!    zone with 10 minutes of allowed lateness (the reference query), with
-//!    wall time, rows/s and peak RSS;
-//! 2. Parquet decode alone, the ceiling for (1);
-//! 3. the window step alone, on batches already in memory.
+//! 1. the local job ([`local`]): `run` Parquet → Parquet and → CSV, against
+//!    DuckDB on the same file and query;
+//! 2. each backend stage on its own ([`stages`]), with the broker's raw
+//!    produce rate ([`raw_produce`]);
+//! 3. the stages concurrently, end to end ([`concurrent`]), with the latency
+//!    from a window's close to its row in the results store ([`probe`]).
+//!
+//! Everything on the services lives in the run's own schemas, topics and
+//! keyspaces ([`scratch`]) and is dropped at the end, also on Ctrl-C.
 
-pub mod e2e;
+pub mod concurrent;
+pub mod local;
+pub mod probe;
+pub mod process;
+pub mod raw_produce;
+pub mod report;
+pub mod scratch;
+pub mod split;
+pub mod stages;
 pub mod synthetic;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::dead_letter::DiscardDeadLetters;
-use crate::output::{OutputError, ResultWriter};
-use crate::run::{JobOptions, LocalJob};
-use crate::source::parquet::ParquetTripReader;
-use crate::source::{SourceError, TripReader};
-use crate::trip::{Dataset, TripBatch};
-use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month};
-use crate::window::{GroupBy, WindowConfig, WindowEngine, WindowResult};
-use crate::zones::ZoneLookup;
+use scylla::client::session::Session;
+
+use crate::io::kafka::{KafkaIoError, KafkaSettings};
+use crate::validate::Month;
+use process::Launcher;
+use scratch::{CassandraAt, Pipeline, Services};
 
 /// Arguments of `bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,224 +52,331 @@ pub struct BenchArgs {
     /// Regenerate the file even if it exists.
     #[arg(long)]
     pub regenerate: bool,
+    /// Python interpreter with the `duckdb` package (the bench venv).
+    #[arg(long, env = "BENCH_DUCKDB_PYTHON")]
+    pub duckdb_python: Option<PathBuf>,
+    /// Runs of each local process (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// PostgreSQL for the backend stages; without it they are not measured.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Kafka bootstrap servers for the backend stages.
+    #[arg(long, env = "KAFKA_BOOTSTRAP")]
+    pub kafka_bootstrap: Option<String>,
+    /// Cassandra contact points (comma-separated); without them the sink is not measured.
+    #[arg(long, env = "CASSANDRA_CONTACT_POINTS", value_delimiter = ',')]
+    pub cassandra_contact_points: Vec<String>,
+    /// Cassandra's local datacenter.
+    #[arg(
+        long,
+        env = "CASSANDRA_LOCAL_DATACENTER",
+        default_value = "datacenter1"
+    )]
+    pub cassandra_local_datacenter: String,
+    /// Partitions of the trips topic.
+    #[arg(long, default_value_t = 2)]
+    pub partitions: i32,
+    /// Messages for the raw produce rate (default: the rows, at most 1,000,000).
+    #[arg(long)]
+    pub raw_messages: Option<u64>,
+    /// Part files the month is cut into for the concurrent run.
+    #[arg(long, default_value_t = 10)]
+    pub parts: usize,
+    /// Give up on the concurrent run after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    pub e2e_timeout_s: u64,
 }
 
-/// Totals of the emitted windows (the reference query's check figures).
-#[derive(Debug, Default)]
-struct Totals {
-    groups: u64,
-    rows: u64,
-    sum_fare: f64,
+/// Errors of the benchmark; each names what it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} {}: {detail}", path.display())]
+    Parquet {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("starting {label}: {source}")]
+    Spawn {
+        label: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{label} failed ({status}); its log ends with:\n{log_tail}")]
+    Failed {
+        label: String,
+        status: String,
+        log_tail: String,
+    },
+    #[error("generating the synthetic month: {0}")]
+    Generate(String),
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    #[error("Kafka: {0}")]
+    Kafka(String),
+    #[error(transparent)]
+    KafkaIo(#[from] KafkaIoError),
+    #[error("Cassandra: {0}")]
+    Cassandra(String),
+    #[error("interrupted")]
+    Interrupted,
+    #[error("{0}")]
+    Other(String),
 }
 
-struct Counting(std::rc::Rc<std::cell::RefCell<Totals>>);
+/// Items over the time they took.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    pub items: u64,
+    pub took: Duration,
+}
 
-impl ResultWriter for Counting {
-    fn write(&mut self, results: &[WindowResult]) -> Result<(), OutputError> {
-        let mut t = self.0.borrow_mut();
-        for r in results {
-            t.groups += 1;
-            t.rows += r.count;
-            t.sum_fare += r.sum_fare;
-        }
-        Ok(())
+impl Throughput {
+    pub fn new(items: u64, took: Duration) -> Self {
+        Self { items, took }
     }
 
-    fn finish(&mut self) -> Result<(), OutputError> {
-        Ok(())
+    pub fn per_second(&self) -> f64 {
+        self.items as f64 / self.took.as_secs_f64().max(1e-9)
     }
 }
 
-/// Peak resident set size of this process, from `/proc/self/status`.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
+const MONTH: Month = Month {
+    year: 2023,
+    month: 1,
+};
 
-fn rate(rows: u64, d: Duration) -> String {
-    let r = rows as f64 / d.as_secs_f64().max(1e-9);
-    format!("{:.1} M rows/s", r / 1e6)
-}
-
-fn reference_config() -> Result<WindowConfig, String> {
-    WindowConfig::tumbling(300, 600, GroupBy::PickupZone).map_err(|e| e.to_string())
-}
-
-fn run(args: &BenchArgs) -> Result<(), String> {
-    let month = Month {
-        year: 2023,
-        month: 1,
-    };
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|e| format!("{}: {e}", args.data_dir.display()))?;
+/// The synthetic month's file, generated when missing.
+async fn synthetic_month(args: &BenchArgs) -> Result<PathBuf, BenchError> {
+    std::fs::create_dir_all(&args.data_dir).map_err(|source| BenchError::Io {
+        what: "creating",
+        path: args.data_dir.clone(),
+        source,
+    })?;
     let path = args.data_dir.join(format!(
-        "yellow_tripdata_{month}_synthetic_{}_{}_v{}.parquet",
+        "yellow_tripdata_{MONTH}_synthetic_{}_{}_v{}.parquet",
         args.rows,
         args.seed,
         synthetic::GENERATOR_VERSION
     ));
-    let name = path.display().to_string();
     if args.regenerate || !path.exists() {
         let t0 = Instant::now();
         let spec = synthetic::SyntheticSpec {
             rows: args.rows,
             seed: args.seed,
-            month,
+            month: MONTH,
             ..Default::default()
         };
-        let g = synthetic::generate(&spec, &path)?;
+        let target = path.clone();
+        let g = tokio::task::spawn_blocking(move || synthetic::generate(&spec, &target))
+            .await
+            .map_err(|e| BenchError::Generate(e.to_string()))?
+            .map_err(BenchError::Generate)?;
         eprintln!(
-            "generated {} rows ({} late) into {} in {:.1}s",
+            "bench: generated {} rows ({} late) into {} in {:.1} s",
             g.rows,
             g.late_rows,
-            name,
+            path.display(),
             t0.elapsed().as_secs_f64()
         );
     }
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    let zones = ZoneLookup::embedded();
-    let config = reference_config()?;
+    Ok(path)
+}
 
-    // 1. End to end.
-    let totals = std::rc::Rc::new(std::cell::RefCell::new(Totals::default()));
-    let options = JobOptions {
-        window: config,
-        month_tolerance_days: DEFAULT_MONTH_TOLERANCE_DAYS,
-        default_dataset: Dataset::Yellow,
-        progress: false,
+fn services(args: &BenchArgs) -> Result<Services, String> {
+    let (Some(database_url), Some(kafka_bootstrap)) =
+        (args.database_url.clone(), args.kafka_bootstrap.clone())
+    else {
+        return Err(
+            "DATABASE_URL and KAFKA_BOOTSTRAP are not both set (scripts/bench.sh sets them)".into(),
+        );
     };
-    let mut job = LocalJob::new(
-        options,
-        zones,
-        Box::new(Counting(totals.clone())),
-        Box::new(DiscardDeadLetters),
-        "(counted only)".into(),
-    )
-    // The reference query's late rows are defined by file order.
-    .in_file_order();
-    let t0 = Instant::now();
-    let reader: Result<Box<dyn TripReader>, SourceError> =
-        ParquetTripReader::open(&path, &name, Dataset::Yellow)
-            .map(|r| Box::new(r) as Box<dyn TripReader>);
-    job.read_source(reader, Some(month))
-        .map_err(|e| e.to_string())?;
-    let summary = job.finish().map_err(|e| e.to_string())?;
-    let e2e = t0.elapsed();
-    let rss = peak_rss_bytes();
-    if !summary.sources_failed.is_empty() {
-        return Err(summary.sources_failed.join("; "));
-    }
-
-    // 2. Parquet decode alone (batches dropped as they come, like the job does).
-    let t0 = Instant::now();
-    let mut reader =
-        ParquetTripReader::open(&path, &name, Dataset::Yellow).map_err(|e| e.to_string())?;
-    let mut decoded = 0u64;
-    while let Some(b) = reader.next_batch().map_err(|e| e.to_string())? {
-        decoded += b.trips.len() as u64;
-    }
-    let decode = t0.elapsed();
-
-    // Load the columns the window step reads (not timed).
-    let mut reader =
-        ParquetTripReader::open(&path, &name, Dataset::Yellow).map_err(|e| e.to_string())?;
-    let mut batches: Vec<TripBatch> = Vec::new();
-    while let Some(mut b) = reader.next_batch().map_err(|e| e.to_string())? {
-        slim(&mut b.trips);
-        batches.push(b.trips);
-    }
-
-    // 3. Window step alone, on the batches in memory.
-    let mut engine = WindowEngine::new(config, zones);
-    let mut emitted = Vec::with_capacity(1 << 20);
-    let mut late = Vec::new();
-    let t0 = Instant::now();
-    let mut groups = 0u64;
-    for b in &batches {
-        engine.push_batch(b, None, &mut emitted, &mut late);
-        groups += emitted.len() as u64;
-        emitted.clear();
-    }
-    engine.flush(&mut emitted);
-    groups += emitted.len() as u64;
-    let window = t0.elapsed();
-
-    let t = totals.borrow();
-    let late_letters = summary.dead_letters.get(crate::dead_letter::Reason::Late);
-    println!(
-        "taxistream bench: reference query (pickup zone, 5-minute tumbling windows, 10-minute allowed lateness)"
-    );
-    println!(
-        "input            {} ({:.1} MiB, {} rows)",
-        name,
-        size as f64 / 1048576.0,
-        summary.rows_read
-    );
-    println!("groups           {}", t.groups);
-    println!("rows in windows  {}", t.rows);
-    println!("late rows        {late_letters}");
-    println!(
-        "other dead rows  {}",
-        summary.dead_letters.total() - late_letters
-    );
-    println!("sum_fare         {:.2}", t.sum_fare);
-    println!(
-        "end to end       {:.3} s, {}",
-        e2e.as_secs_f64(),
-        rate(summary.rows_read, e2e)
-    );
-    println!(
-        "  of which window step {:.3} s, {}",
-        summary.window_elapsed.as_secs_f64(),
-        rate(summary.rows_valid, summary.window_elapsed)
-    );
-    println!(
-        "parquet decode   {:.3} s, {}",
-        decode.as_secs_f64(),
-        rate(decoded, decode)
-    );
-    println!(
-        "window step alone {:.3} s, {} ({} groups, in-memory batches, one core)",
-        window.as_secs_f64(),
-        rate(decoded, window),
-        groups
-    );
-    match rss {
-        Some(b) => println!("peak RSS (end to end) {:.0} MiB", b as f64 / 1048576.0),
-        None => println!("peak RSS (end to end) unavailable"),
-    }
-    Ok(())
+    let points: Vec<String> = args
+        .cassandra_contact_points
+        .iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    Ok(Services {
+        database_url,
+        kafka_bootstrap,
+        cassandra: (!points.is_empty()).then(|| CassandraAt {
+            contact_points: points,
+            local_datacenter: args.cassandra_local_datacenter.clone(),
+        }),
+    })
 }
 
-/// Drops the columns the window step does not read, so the in-memory pass
-/// measures the engine rather than memory pressure.
-fn slim(b: &mut TripBatch) {
-    for v in [&mut b.vendor_id, &mut b.ratecode_id, &mut b.trip_type] {
-        *v = Vec::new();
-    }
-    for v in [
-        &mut b.extra,
-        &mut b.mta_tax,
-        &mut b.improvement_surcharge,
-        &mut b.congestion_surcharge,
-        &mut b.airport_fee,
-        &mut b.cbd_congestion_fee,
-        &mut b.ehail_fee,
-    ] {
-        *v = Vec::new();
-    }
-    b.row = Vec::new();
-    b.store_and_fwd = Vec::new();
+/// What the backend part produced, each part on its own.
+struct BackendFigures {
+    stages: Result<stages::StageFigures, String>,
+    concurrent: Result<concurrent::ConcurrentFigures, String>,
 }
 
-/// CLI entry.
-pub fn main(args: BenchArgs) -> ExitCode {
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+/// Rows 3 to 7 in pipelines of their own, cleaned up whatever happens.
+async fn backends(
+    args: &BenchArgs,
+    services: &Services,
+    launcher: &Launcher,
+    worker: &Path,
+    input: &Path,
+    scratch: &Path,
+) -> Result<BackendFigures, BenchError> {
+    let pg = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&services.database_url)
+        .await
+        .map_err(|e| BenchError::Postgres(format!("connecting: {e}")))?;
+    let kafka = KafkaSettings::plain(services.kafka_bootstrap.clone());
+    let cassandra: Option<Session> = match &services.cassandra {
+        Some(at) => Some(scratch::cassandra_session(at).await?),
+        None => None,
+    };
+    let base = format!(
+        "bench_{}_{}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        std::process::id()
+    );
+    let one_by_one = Pipeline::new(services, scratch, &format!("{base}_stages"))?;
+    let together = Pipeline::new(services, scratch, &format!("{base}_e2e"))?;
+
+    let work = async {
+        let stages = async {
+            one_by_one
+                .create(&kafka, cassandra.as_ref(), args.partitions)
+                .await?;
+            let raw = args
+                .raw_messages
+                .unwrap_or_else(|| (args.rows as u64).min(1_000_000));
+            stages::measure(
+                launcher,
+                worker,
+                &one_by_one,
+                &kafka,
+                &pg,
+                input,
+                raw,
+                cassandra.is_some(),
+            )
+            .await
+        }
+        .await
+        .map_err(|e| e.to_string());
+        let concurrent = async {
+            together
+                .create(&kafka, cassandra.as_ref(), args.partitions)
+                .await?;
+            let parts_dir = scratch.join("parts");
+            std::fs::create_dir_all(&parts_dir).map_err(|source| BenchError::Io {
+                what: "creating",
+                path: parts_dir.clone(),
+                source,
+            })?;
+            let (input, dir, parts) = (input.to_owned(), parts_dir.clone(), args.parts);
+            let files = tokio::task::spawn_blocking(move || {
+                split::split(&input, &dir, &MONTH.to_string(), parts)
+            })
+            .await
+            .map_err(|e| BenchError::Other(format!("splitting the month: {e}")))??;
+            concurrent::measure(
+                launcher,
+                worker,
+                &together,
+                &kafka,
+                &pg,
+                cassandra.as_ref(),
+                &files,
+                Duration::from_secs(args.e2e_timeout_s),
+            )
+            .await
+        }
+        .await
+        .map_err(|e| e.to_string());
+        BackendFigures { stages, concurrent }
+    };
+    let outcome = tokio::select! {
+        figures = work => Ok(figures),
+        _ = tokio::signal::ctrl_c() => Err(BenchError::Interrupted),
+    };
+    eprintln!("bench: dropping the run's schemas, topics and keyspaces");
+    let mut failures = Vec::new();
+    for p in [&one_by_one, &together] {
+        failures.extend(p.drop_all(&pg, &kafka, cassandra.as_ref()).await);
+    }
+    for f in &failures {
+        eprintln!("bench: cleanup: {f}");
+    }
+    outcome
+}
+
+async fn run(args: BenchArgs) -> Result<bool, BenchError> {
+    let input = synthetic_month(&args).await?;
+    let worker = std::env::current_exe().map_err(|source| BenchError::Io {
+        what: "locating",
+        path: PathBuf::from("taxistream-worker"),
+        source,
+    })?;
+    let scratch = tempfile::Builder::new()
+        .prefix("taxistream-bench-")
+        .tempdir()
+        .map_err(|source| BenchError::Io {
+            what: "creating a scratch directory in",
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let launcher = Launcher::new(scratch.path());
+    let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let local = tokio::select! {
+        l = local::measure(
+            &launcher,
+            &worker,
+            &input,
+            scratch.path(),
+            args.duckdb_python.as_deref(),
+            args.repeats,
+        ) => l?,
+        _ = tokio::signal::ctrl_c() => return Err(BenchError::Interrupted),
+    };
+    let backend = match services(&args) {
+        Ok(s) => backends(&args, &s, &launcher, &worker, &input, scratch.path())
+            .await
+            .map_err(|e| e.to_string()),
+        Err(why) => Err(why),
+    };
+    let (stages, concurrent) = match &backend {
+        Ok(b) => (
+            b.stages.as_ref().map_err(String::as_str),
+            b.concurrent.as_ref().map_err(String::as_str),
+        ),
+        Err(e) => (Err(e.as_str()), Err(e.as_str())),
+    };
+    report::Report {
+        date,
+        machine: report::machine(),
+        rows: args.rows,
+        local: &local,
+        stages,
+        concurrent,
+    }
+    .print();
+    Ok(local.duckdb.is_ok() && stages.is_ok() && concurrent.is_ok())
+}
+
+/// CLI entry: fails when any figure could not be measured.
+pub async fn main(args: BenchArgs) -> ExitCode {
+    match run(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("bench: {e}");
             ExitCode::FAILURE
         }
     }

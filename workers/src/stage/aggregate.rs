@@ -441,9 +441,17 @@ impl<'a> Aggregator<'a> {
             detail: e.to_string(),
         })?;
         let key = crate::io::cassandra::group_key(r);
+        // The message timestamp is when the window closed (now, at the end
+        // of input), so a reader downstream can tell how long a result took
+        // to reach it (`make bench`), however long it waited here.
+        let closed_ms = std::time::SystemTime::now()
+            .checked_sub(closed_at.map_or(Duration::ZERO, |t| t.elapsed()))
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as i64);
         let record = FutureRecord::to(&self.opts.aggregates_topic)
             .key(key.as_bytes())
             .payload(value.as_slice())
+            .timestamp(closed_ms)
             .headers(schema_headers(codec::WINDOW_SCHEMA));
         let d = self
             .producer
