@@ -1,8 +1,13 @@
 //! Parquet result files (zstd), one row group per emitted chunk of windows.
+//!
+//! Encoding and compressing results costs about as much as computing them,
+//! so it runs on a thread of its own, a batch or two behind the windows.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 use arrow::array::{
     ArrayRef, Float64Builder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
@@ -24,11 +29,16 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Results converted to a record batch and handed to the writer at once.
 const BATCH_ROWS: usize = 16 * 1024;
 
+/// Batches of results queued for the encoding thread: each holds about
+/// 16k results, a few MB.
+const QUEUED_BATCHES: usize = 2;
+
 pub struct ParquetWriter {
     path: String,
-    schema: SchemaRef,
-    writer: Option<ArrowWriter<File>>,
     pending: Vec<WindowResult>,
+    /// To the encoding thread; dropped to tell it the results are complete.
+    to_encoder: Option<SyncSender<Vec<WindowResult>>>,
+    encoder: Option<JoinHandle<Result<(), OutputError>>>,
 }
 
 impl ParquetWriter {
@@ -70,11 +80,20 @@ impl ParquetWriter {
                 message: e.to_string(),
             }
         })?;
+        let (to_encoder, batches) = sync_channel(QUEUED_BATCHES);
+        let path = name.clone();
+        let encoder = std::thread::Builder::new()
+            .name("parquet-output".into())
+            .spawn(move || encode(&path, &schema, writer, &batches))
+            .map_err(|error| OutputError::Io {
+                path: name.clone(),
+                error,
+            })?;
         Ok(Self {
             path: name,
-            schema,
-            writer: Some(writer),
             pending: Vec::new(),
+            to_encoder: Some(to_encoder),
+            encoder: Some(encoder),
         })
     }
 
@@ -82,19 +101,55 @@ impl ParquetWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = to_batch(&self.schema, &self.pending).map_err(|e| OutputError::Encode {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
-        self.pending.clear();
-        if let Some(w) = self.writer.as_mut() {
-            w.write(&batch).map_err(|e| OutputError::Encode {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
+        let batch = std::mem::take(&mut self.pending);
+        let sent = match &self.to_encoder {
+            Some(tx) => tx.send(batch).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            // The encoder stopped: its error says why.
+            self.join_encoder()
         }
-        Ok(())
     }
+
+    /// Waits for the encoding thread to write everything sent and close the file.
+    fn join_encoder(&mut self) -> Result<(), OutputError> {
+        self.to_encoder = None;
+        let Some(encoder) = self.encoder.take() else {
+            return Err(OutputError::Encode {
+                path: self.path.clone(),
+                message: "the file was already closed".into(),
+            });
+        };
+        encoder.join().unwrap_or_else(|panic| {
+            Err(OutputError::Encode {
+                path: self.path.clone(),
+                message: format!("encoder failed: {}", crate::source::panic_message(&*panic)),
+            })
+        })
+    }
+}
+
+/// The encoding thread: writes each batch of results as it comes, and
+/// closes the file once the sender is gone.
+fn encode(
+    path: &str,
+    schema: &SchemaRef,
+    mut writer: ArrowWriter<File>,
+    batches: &Receiver<Vec<WindowResult>>,
+) -> Result<(), OutputError> {
+    let encode_err = |e: &dyn std::fmt::Display| OutputError::Encode {
+        path: path.to_string(),
+        message: e.to_string(),
+    };
+    for results in batches {
+        let batch = to_batch(schema, &results).map_err(|e| encode_err(&e))?;
+        writer.write(&batch).map_err(|e| encode_err(&e))?;
+    }
+    writer.close().map_err(|e| encode_err(&e))?;
+    Ok(())
 }
 
 fn to_batch(
@@ -160,12 +215,6 @@ impl ResultWriter for ParquetWriter {
 
     fn finish(&mut self) -> Result<(), OutputError> {
         self.flush_pending()?;
-        if let Some(w) = self.writer.take() {
-            w.close().map_err(|e| OutputError::Encode {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-        }
-        Ok(())
+        self.join_encoder()
     }
 }

@@ -4,23 +4,25 @@
 //! A later input can hold pickups earlier than anything in an earlier one
 //! (a month given after the next, a month whose tail strays into the next),
 //! so nothing can be windowed before every input has been read. This is an
-//! external merge sort: the valid rows are cut into runs of at most
-//! [`RUN_ROWS`] in file order, each run is sorted by pickup (equal pickups
-//! in file order) and, once the next run starts, written to one unnamed
-//! temporary file, so memory holds about two runs whatever the size of the
-//! inputs. The runs are then merged by (pickup, run): runs are numbered in
-//! input and file order, which is the relay's order over completed sources
-//! (it picks the source whose next row landed first and publishes all of
-//! its rows up to the other sources' next pickup, and ingest lands the
-//! inputs one after the other, in file order).
+//! external merge sort: the valid rows, reduced to what the windows read
+//! ([`WindowRows`]), are cut into runs in file order, each run is sorted by
+//! pickup (equal pickups in file order) and, once the next run starts,
+//! written to one unnamed temporary file, so memory holds about two runs
+//! whatever the size of the inputs. The runs are then merged by (pickup,
+//! run): runs are numbered in input and file order, which is the relay's
+//! order over completed sources (it picks the source whose next row landed
+//! first and publishes all of its rows up to the other sources' next
+//! pickup, and ingest lands the inputs one after the other, in file order).
+//! Where a run cannot interleave with the others (TLC files come in rough
+//! hour blocks), its rows are taken as a slice, not one heap step a row.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
-use std::sync::Arc;
+use std::io::{Read, Seek, SeekFrom, Write};
 
-use crate::trip::{Dataset, TripBatch};
+use crate::trip::Micros;
+use crate::window::WindowRows;
 
 /// The temporary file of the sorted sources failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,67 +32,59 @@ pub struct SpillError(#[from] std::io::Error);
 /// Rows per merged batch handed to the windows.
 const CHUNK: usize = 65_536;
 
-/// Rows per run. A run is sorted in memory, with its batches, its sort keys
-/// and its sorted copy: about 350 bytes a row, so 45 MB at most.
+/// Rows per run. A run is sorted in memory, with its sort keys: about 80
+/// bytes a row, so 10 MB at most.
 pub const RUN_ROWS: usize = 131_072;
 
-/// Rows per chunk of a sorted run: the merge holds one chunk of every run,
-/// about 600 KB each.
+/// Rows per chunk of a spilled run: the merge holds one chunk of every run,
+/// about 250 KB each.
 const RUN_CHUNK: usize = 4_096;
 
-/// One run's valid rows, sorted, in chunks.
+/// Bytes of one row in the spill file.
+const ROW_BYTES: usize = 8 * 2 + 4 + 8 * 5 + 2;
+
+/// One run's valid rows, sorted.
 enum Sorted {
-    Memory(std::vec::IntoIter<TripBatch>),
-    /// In the spill file: the next chunk's position, and the chunks left.
+    Memory(WindowRows),
+    /// In the spill file: where its next chunk starts, and the rows left.
     Spilled {
         at: u64,
-        chunks: usize,
+        rows: usize,
     },
-}
-
-struct Run {
-    name: Arc<str>,
-    dataset: Dataset,
-    rows: Sorted,
 }
 
 /// The next chunk of `run`, read from `spill` if it was written there.
 fn next_chunk(
-    run: &mut Run,
+    run: &mut Sorted,
+    run_chunk: usize,
     spill: Option<&mut File>,
     buf: &mut Vec<u8>,
-) -> std::io::Result<Option<TripBatch>> {
-    match &mut run.rows {
-        Sorted::Memory(chunks) => Ok(chunks.next()),
-        Sorted::Spilled { chunks: 0, .. } => Ok(None),
-        Sorted::Spilled { at, chunks } => {
-            let file = spill.ok_or_else(|| std::io::Error::other("spill file missing"))?;
-            file.seek(SeekFrom::Start(*at))?;
-            let chunk = read_chunk(file, run.name.clone(), run.dataset, buf)?;
-            *at = file.stream_position()?;
-            *chunks -= 1;
-            Ok(Some(chunk))
+    out: &mut WindowRows,
+) -> std::io::Result<bool> {
+    out.clear();
+    match run {
+        Sorted::Memory(rows) => {
+            std::mem::swap(rows, out);
+            Ok(!out.is_empty())
         }
-    }
-}
-
-/// Where each row of a merged batch came from, for the dead letters it causes.
-pub struct Origins<'a> {
-    of_row: &'a [u32],
-    sources: &'a [(Arc<str>, Dataset)],
-}
-
-impl Origins<'_> {
-    /// The source and dataset of row `i`.
-    pub fn of(&self, i: usize) -> (&Arc<str>, Dataset) {
-        let (name, dataset) = &self.sources[self.of_row[i] as usize];
-        (name, *dataset)
+        Sorted::Spilled { rows: 0, .. } => Ok(false),
+        Sorted::Spilled { at, rows } => {
+            let file = spill.ok_or_else(|| std::io::Error::other("spill file missing"))?;
+            let n = (*rows).min(run_chunk);
+            file.seek(SeekFrom::Start(*at))?;
+            buf.resize(n * ROW_BYTES, 0);
+            file.read_exact(buf)?;
+            read_chunk(buf, n, out);
+            *at += (n * ROW_BYTES) as u64;
+            *rows -= n;
+            Ok(true)
+        }
     }
 }
 
 /// The runs read so far, in input and file order.
 pub struct EventTimeMerge {
-    runs: Vec<Run>,
+    runs: Vec<Sorted>,
     /// The sorted runs no longer in memory, one after the other.
     spill: Option<File>,
     chunk: usize,
@@ -118,131 +112,120 @@ impl EventTimeMerge {
             Some(file) => file,
             None => self.spill.insert(tempfile::tempfile()?),
         };
-        Ok(spill(last, file)?)
+        Ok(spill(last, file, self.run_chunk)?)
     }
 
     /// Adds the next run: valid rows of one source, in file order, after
     /// the runs before them in the inputs. It is sorted by pickup here.
-    pub fn add_run(&mut self, batches: Vec<TripBatch>) -> Result<(), SpillError> {
-        let Some(first) = batches.first() else {
+    pub fn add_run(&mut self, mut rows: WindowRows) -> Result<(), SpillError> {
+        if rows.is_empty() {
             return Ok(());
-        };
-        let (name, dataset) = (first.source.clone(), first.dataset);
+        }
         self.spill_last()?;
-        let mut order: Vec<(i64, u32, u32)> = batches
-            .iter()
-            .enumerate()
-            .flat_map(|(b, batch)| {
-                batch
-                    .pickup
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, &p)| (p, b as u32, i as u32))
-            })
-            .collect();
-        order.sort_unstable();
-        let chunks: Vec<TripBatch> = order
-            .chunks(self.run_chunk)
-            .map(|chunk| {
-                let mut sorted = TripBatch::with_capacity(name.clone(), dataset, chunk.len());
-                for &(_, b, i) in chunk {
-                    sorted.push_from(&batches[b as usize], i as usize);
-                }
-                sorted
-            })
-            .collect();
-        self.runs.push(Run {
-            name,
-            dataset,
-            rows: Sorted::Memory(chunks.into_iter()),
-        });
+        if !rows.pickup.is_sorted() {
+            // The position breaks ties: equal pickups stay in file order.
+            let mut order: Vec<(Micros, u32)> = rows
+                .pickup
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| (p, i as u32))
+                .collect();
+            order.sort_unstable();
+            rows.permute(order.iter().map(|&(_, i)| i as usize));
+        }
+        self.runs.push(Sorted::Memory(rows));
         Ok(())
     }
 
     /// Hands the rows of every run to `window` in batches of up to 65,536
-    /// rows, by (pickup, source, file order).
+    /// rows, by (pickup, run).
     pub fn drain<E: From<SpillError>>(
         mut self,
-        mut window: impl FnMut(&TripBatch, &Origins<'_>) -> Result<(), E>,
+        mut window: impl FnMut(&WindowRows) -> Result<(), E>,
     ) -> Result<(), E> {
-        let origins: Vec<(Arc<str>, Dataset)> = self
-            .runs
-            .iter()
-            .map(|s| (s.name.clone(), s.dataset))
-            .collect();
         let mut buf = Vec::new();
         // The current chunk of each run and the next row in it.
-        let mut heads: Vec<(TripBatch, usize)> = Vec::with_capacity(self.runs.len());
-        let mut heap = BinaryHeap::new();
+        let mut heads: Vec<(WindowRows, usize)> = Vec::with_capacity(self.runs.len());
+        let mut heap = BinaryHeap::with_capacity(self.runs.len());
         for (s, run) in self.runs.iter_mut().enumerate() {
-            match next_chunk(run, self.spill.as_mut(), &mut buf).map_err(SpillError)? {
-                Some(chunk) => {
-                    heap.push(Reverse((chunk.pickup[0], s)));
-                    heads.push((chunk, 0));
-                }
-                None => heads.push((
-                    TripBatch::with_capacity(Arc::from(""), Dataset::Yellow, 0),
-                    0,
-                )),
+            let mut chunk = WindowRows::default();
+            if next_chunk(
+                run,
+                self.run_chunk,
+                self.spill.as_mut(),
+                &mut buf,
+                &mut chunk,
+            )
+            .map_err(SpillError)?
+            {
+                heap.push(Reverse((chunk.pickup[0], s)));
             }
+            heads.push((chunk, 0));
         }
-        let Some((name, dataset)) = origins.first().cloned() else {
-            return Ok(());
-        };
-        let mut merged = TripBatch::with_capacity(name, dataset, self.chunk);
-        let mut of_row = Vec::with_capacity(self.chunk);
-        loop {
-            let popped = heap.pop();
-            let done = popped.is_none();
-            if let Some(Reverse((_, s))) = popped {
-                let (chunk, next) = &mut heads[s];
-                merged.push_from(chunk, *next);
-                of_row.push(s as u32);
-                *next += 1;
-                if *next == chunk.len()
-                    && let Some(c) = next_chunk(&mut self.runs[s], self.spill.as_mut(), &mut buf)
-                        .map_err(SpillError)?
-                {
-                    (*chunk, *next) = (c, 0);
-                }
-                if *next < chunk.len() {
-                    heap.push(Reverse((chunk.pickup[*next], s)));
+        let mut merged = WindowRows::with_capacity(self.chunk);
+        while let Some(Reverse((_, s))) = heap.pop() {
+            let (chunk, next) = &mut heads[s];
+            // Rows of this run up to the next run's head go as one slice.
+            let room = self.chunk - merged.len();
+            let end = (*next + room).min(chunk.len());
+            let take = match heap.peek() {
+                Some(&Reverse((p, other))) => chunk.pickup[*next..end]
+                    .iter()
+                    .position(|&q| (q, s) > (p, other))
+                    .map_or(end, |k| *next + k),
+                None => end,
+            };
+            // The popped row itself always goes: it was the smallest head.
+            let take = take.max(*next + 1);
+            merged.extend_range(chunk, *next, take);
+            *next = take;
+            if *next == chunk.len() {
+                let more = next_chunk(
+                    &mut self.runs[s],
+                    self.run_chunk,
+                    self.spill.as_mut(),
+                    &mut buf,
+                    chunk,
+                )
+                .map_err(SpillError)?;
+                *next = 0;
+                if !more {
+                    chunk.clear();
                 }
             }
-            if merged.len() == self.chunk || (done && !merged.is_empty()) {
-                window(
-                    &merged,
-                    &Origins {
-                        of_row: &of_row,
-                        sources: &origins,
-                    },
-                )?;
+            if *next < chunk.len() {
+                heap.push(Reverse((chunk.pickup[*next], s)));
+            }
+            if merged.len() == self.chunk {
+                window(&merged)?;
                 merged.clear();
-                of_row.clear();
-            }
-            if done {
-                return Ok(());
             }
         }
+        if !merged.is_empty() {
+            window(&merged)?;
+        }
+        Ok(())
     }
 }
 
 /// Moves a sorted run held in memory to the end of the spill file.
-fn spill(run: &mut Run, file: &mut File) -> std::io::Result<()> {
-    let Sorted::Memory(chunks) = &mut run.rows else {
+fn spill(run: &mut Sorted, file: &mut File, run_chunk: usize) -> std::io::Result<()> {
+    let Sorted::Memory(rows) = run else {
         return Ok(());
     };
     let at = file.seek(SeekFrom::End(0))?;
-    let mut out = BufWriter::new(file);
-    let mut buf = Vec::new();
-    let mut n = 0;
-    for chunk in chunks.by_ref() {
-        write_chunk(&chunk, &mut buf);
-        out.write_all(&buf)?;
-        n += 1;
+    let mut buf = Vec::with_capacity(run_chunk.min(rows.len()) * ROW_BYTES);
+    let mut from = 0;
+    while from < rows.len() {
+        let to = (from + run_chunk).min(rows.len());
+        write_chunk(rows, from, to, &mut buf);
+        file.write_all(&buf)?;
+        from = to;
     }
-    out.flush()?;
-    run.rows = Sorted::Spilled { at, chunks: n };
+    *run = Sorted::Spilled {
+        at,
+        rows: rows.len(),
+    };
     Ok(())
 }
 
@@ -269,7 +252,7 @@ macro_rules! le {
     )*};
 }
 
-le!(i8, i32, i64, u64, f64);
+le!(u16, i32, i64, f64);
 
 fn put<T: Le>(column: &[T], out: &mut Vec<u8>) {
     for &v in column {
@@ -277,163 +260,114 @@ fn put<T: Le>(column: &[T], out: &mut Vec<u8>) {
     }
 }
 
-fn take<T: Le>(
-    file: &mut impl Read,
-    n: usize,
-    buf: &mut Vec<u8>,
-    column: &mut Vec<T>,
-) -> std::io::Result<()> {
-    buf.resize(n * T::WIDTH, 0);
-    file.read_exact(buf)?;
-    column.extend(buf.chunks_exact(T::WIDTH).map(T::take));
-    Ok(())
+/// Decodes the next column of `n` values off the front of `bytes`.
+fn take<'a, T: Le>(bytes: &'a [u8], n: usize, column: &mut Vec<T>) -> &'a [u8] {
+    let (mine, rest) = bytes.split_at(n * T::WIDTH);
+    column.extend(mine.chunks_exact(T::WIDTH).map(T::take));
+    rest
 }
 
-/// A chunk as its row count, then each column (NaN payloads and null
-/// markers survive, bit for bit).
-fn write_chunk(b: &TripBatch, out: &mut Vec<u8>) {
+/// Rows `from..to` as each column in turn (NaN payloads and null markers
+/// survive, bit for bit); the row count is the reader's to know.
+fn write_chunk(r: &WindowRows, from: usize, to: usize, out: &mut Vec<u8>) {
     out.clear();
-    put(&[b.len() as u64], out);
-    put(&b.row, out);
-    put(&b.vendor_id, out);
-    put(&b.pickup, out);
-    put(&b.dropoff, out);
-    put(&b.passenger_count, out);
-    put(&b.trip_distance, out);
-    put(&b.ratecode_id, out);
-    put(&b.store_and_fwd, out);
-    put(&b.pu_location_id, out);
-    put(&b.do_location_id, out);
-    put(&b.payment_type, out);
-    put(&b.fare_amount, out);
-    put(&b.extra, out);
-    put(&b.mta_tax, out);
-    put(&b.tip_amount, out);
-    put(&b.tolls_amount, out);
-    put(&b.improvement_surcharge, out);
-    put(&b.total_amount, out);
-    put(&b.congestion_surcharge, out);
-    put(&b.airport_fee, out);
-    put(&b.cbd_congestion_fee, out);
-    put(&b.ehail_fee, out);
-    put(&b.trip_type, out);
+    put(&r.pickup[from..to], out);
+    put(&r.dropoff[from..to], out);
+    put(&r.passenger_count[from..to], out);
+    put(&r.trip_distance[from..to], out);
+    put(&r.fare_amount[from..to], out);
+    put(&r.tip_amount[from..to], out);
+    put(&r.tolls_amount[from..to], out);
+    put(&r.total_amount[from..to], out);
+    put(&r.key[from..to], out);
 }
 
-fn read_chunk(
-    f: &mut impl Read,
-    source: Arc<str>,
-    dataset: Dataset,
-    buf: &mut Vec<u8>,
-) -> std::io::Result<TripBatch> {
-    let mut len = Vec::<u64>::new();
-    take(f, 1, buf, &mut len)?;
-    let n = len[0] as usize;
-    let mut b = TripBatch::with_capacity(source, dataset, n);
-    take(f, n, buf, &mut b.row)?;
-    take(f, n, buf, &mut b.vendor_id)?;
-    take(f, n, buf, &mut b.pickup)?;
-    take(f, n, buf, &mut b.dropoff)?;
-    take(f, n, buf, &mut b.passenger_count)?;
-    take(f, n, buf, &mut b.trip_distance)?;
-    take(f, n, buf, &mut b.ratecode_id)?;
-    take(f, n, buf, &mut b.store_and_fwd)?;
-    take(f, n, buf, &mut b.pu_location_id)?;
-    take(f, n, buf, &mut b.do_location_id)?;
-    take(f, n, buf, &mut b.payment_type)?;
-    take(f, n, buf, &mut b.fare_amount)?;
-    take(f, n, buf, &mut b.extra)?;
-    take(f, n, buf, &mut b.mta_tax)?;
-    take(f, n, buf, &mut b.tip_amount)?;
-    take(f, n, buf, &mut b.tolls_amount)?;
-    take(f, n, buf, &mut b.improvement_surcharge)?;
-    take(f, n, buf, &mut b.total_amount)?;
-    take(f, n, buf, &mut b.congestion_surcharge)?;
-    take(f, n, buf, &mut b.airport_fee)?;
-    take(f, n, buf, &mut b.cbd_congestion_fee)?;
-    take(f, n, buf, &mut b.ehail_fee)?;
-    take(f, n, buf, &mut b.trip_type)?;
-    Ok(b)
+fn read_chunk(bytes: &[u8], n: usize, r: &mut WindowRows) {
+    let b = take(bytes, n, &mut r.pickup);
+    let b = take(b, n, &mut r.dropoff);
+    let b = take(b, n, &mut r.passenger_count);
+    let b = take(b, n, &mut r.trip_distance);
+    let b = take(b, n, &mut r.fare_amount);
+    let b = take(b, n, &mut r.tip_amount);
+    let b = take(b, n, &mut r.tolls_amount);
+    let b = take(b, n, &mut r.total_amount);
+    take(b, n, &mut r.key);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trip::{SourceRef, Trip};
+    use crate::trip::NULL_I32;
 
-    fn trip(name: &str, row: u64, pickup: i64) -> Trip {
-        Trip {
-            source: SourceRef {
-                source: name.to_string(),
-                row,
-            },
-            dataset: Dataset::Yellow,
-            vendor_id: None,
-            pickup,
-            dropoff: pickup + 60,
-            passenger_count: Some(row as i32),
-            trip_distance: 1.5,
-            ratecode_id: Some(1),
-            store_and_fwd: Some(true),
-            pu_location_id: 132,
-            do_location_id: 236,
-            payment_type: None,
-            fare_amount: -10.0,
-            extra: 0.0,
-            mta_tax: 0.5,
-            tip_amount: 0.25,
-            tolls_amount: 0.0,
-            improvement_surcharge: 1.0,
-            total_amount: -8.25,
-            congestion_surcharge: None,
-            airport_fee: Some(1.75),
-            cbd_congestion_fee: None,
-            ehail_fee: None,
-            trip_type: None,
-            refund: true,
+    /// Every column of a row, floats as bits: NaN must survive the spill too.
+    type Row = (i64, i64, i32, u64, u64, u64, u64, u64, u16);
+
+    fn row_of(r: &WindowRows, i: usize) -> Row {
+        (
+            r.pickup[i],
+            r.dropoff[i],
+            r.passenger_count[i],
+            r.trip_distance[i].to_bits(),
+            r.fare_amount[i].to_bits(),
+            r.tip_amount[i].to_bits(),
+            r.tolls_amount[i].to_bits(),
+            r.total_amount[i].to_bits(),
+            r.key[i],
+        )
+    }
+
+    /// Rows of source `tag` (the key) from row `first` on; the row number
+    /// rides in the fare.
+    fn source(tag: u16, first: usize, pickups: &[i64]) -> WindowRows {
+        let mut r = WindowRows::default();
+        for (k, &p) in pickups.iter().enumerate() {
+            let row = first + k;
+            r.pickup.push(p);
+            r.dropoff.push(p + 60);
+            r.passenger_count
+                .push(if row % 2 == 0 { NULL_I32 } else { row as i32 });
+            r.trip_distance.push(f64::NAN);
+            r.fare_amount.push(row as f64);
+            r.tip_amount.push(-0.0);
+            r.tolls_amount.push(0.25);
+            r.total_amount.push(-8.25);
+            r.key.push(tag);
         }
+        r
     }
 
-    fn source(name: &str, pickups: &[i64]) -> Vec<TripBatch> {
-        let name: Arc<str> = Arc::from(name);
-        pickups
-            .chunks(2)
-            .enumerate()
-            .map(|(c, ps)| {
-                let mut b = TripBatch::with_capacity(name.clone(), Dataset::Yellow, ps.len());
-                for (i, &p) in ps.iter().enumerate() {
-                    b.push(&trip(&name, (c * 2 + i) as u64, p));
-                }
-                b
-            })
-            .collect()
-    }
-
-    fn merged(sources: Vec<Vec<TripBatch>>) -> Vec<(String, u64, i64)> {
-        // Chunks of two rows: spilled sources span several chunks, and
-        // merged batches end in the middle of a source's chunk.
+    fn merged(runs: Vec<WindowRows>) -> Vec<(u16, usize, i64)> {
+        let expected: Vec<Row> = runs
+            .iter()
+            .flat_map(|r| (0..r.len()).map(|i| row_of(r, i)))
+            .collect();
+        // Chunks of two rows: spilled runs span several chunks, and merged
+        // batches end in the middle of a run's chunk.
         let mut merge = EventTimeMerge {
             chunk: 2,
             run_chunk: 2,
             ..EventTimeMerge::default()
         };
-        for s in sources {
-            merge.add_run(s).unwrap();
+        for r in runs {
+            merge.add_run(r).unwrap();
         }
         let mut out = Vec::new();
+        let mut rows = Vec::new();
         merge
-            .drain(|b, o| {
+            .drain(|b| {
                 assert!(b.len() <= 2);
                 for i in 0..b.len() {
-                    let (name, _) = o.of(i);
-                    // Every column survives the spill, nulls included.
-                    let mut t = b.row(i);
-                    t.source.source = name.to_string();
-                    assert_eq!(t, trip(name, b.row[i], b.pickup[i]));
-                    out.push((name.to_string(), b.row[i], b.pickup[i]));
+                    rows.push(row_of(b, i));
+                    out.push((b.key[i], b.fare_amount[i] as usize, b.pickup[i]));
                 }
                 Ok::<_, SpillError>(())
             })
             .unwrap();
+        // Every column survives the spill, nulls and NaN included.
+        let mut want = expected;
+        want.sort_by_key(|r| (r.8, r.4.to_le_bytes()));
+        rows.sort_by_key(|r| (r.8, r.4.to_le_bytes()));
+        assert_eq!(rows, want);
         out
     }
 
@@ -441,42 +375,52 @@ mod tests {
     /// pickups in different runs stay in file order.
     #[test]
     fn a_source_in_several_runs_merges_as_one() {
-        let whole = merged(vec![
-            source("a", &[30, 10, 20, 10, 10, 5]),
-            source("b", &[10]),
-        ]);
-        let mut runs: Vec<Vec<TripBatch>> = source("a", &[30, 10, 20, 10, 10, 5])
-            .into_iter()
-            .map(|batch| vec![batch])
+        let pickups = [30, 10, 20, 10, 10, 5];
+        let whole = merged(vec![source(1, 0, &pickups), source(2, 0, &[10])]);
+        let mut runs: Vec<WindowRows> = pickups
+            .chunks(2)
+            .enumerate()
+            .map(|(c, ps)| source(1, c * 2, ps))
             .collect();
-        runs.push(source("b", &[10]));
+        runs.push(source(2, 0, &[10]));
         assert_eq!(merged(runs), whole);
-        let rows: Vec<u64> = whole.iter().map(|(_, r, _)| *r).collect();
+        let rows: Vec<usize> = whole.iter().map(|(_, r, _)| *r).collect();
         assert_eq!(rows, [5, 1, 3, 4, 0, 2, 0]);
     }
 
     #[test]
     fn sources_merge_by_pickup_then_source_then_file_order_through_the_spill() {
         let got = merged(vec![
-            source("a", &[30, 10, 20, 10]),
-            source("b", &[10, 5, 40]),
-            Vec::new(),
-            source("c", &[20]),
+            source(1, 0, &[30, 10, 20, 10]),
+            source(2, 0, &[10, 5, 40]),
+            WindowRows::default(),
+            source(3, 0, &[20]),
         ]);
         let want = [
-            ("b", 1, 5),
-            ("a", 1, 10),
-            ("a", 3, 10),
-            ("b", 0, 10),
-            ("a", 2, 20),
-            ("c", 0, 20),
-            ("a", 0, 30),
-            ("b", 2, 40),
+            (2, 1, 5),
+            (1, 1, 10),
+            (1, 3, 10),
+            (2, 0, 10),
+            (1, 2, 20),
+            (3, 0, 20),
+            (1, 0, 30),
+            (2, 2, 40),
         ];
-        let want: Vec<(String, u64, i64)> = want
-            .iter()
-            .map(|&(s, r, p)| (s.to_string(), r, p))
-            .collect();
         assert_eq!(got, want);
+    }
+
+    /// Runs that follow each other in time go through as slices, and a run
+    /// that reaches back into another still interleaves row by row.
+    #[test]
+    fn slices_of_a_run_stop_at_the_other_runs_heads() {
+        let got = merged(vec![
+            source(1, 0, &[1, 2, 3, 4, 5, 6]),
+            source(2, 0, &[7, 8, 9]),
+            source(3, 0, &[2, 4, 9, 9]),
+        ]);
+        let pickups: Vec<i64> = got.iter().map(|&(_, _, p)| p).collect();
+        assert_eq!(pickups, [1, 2, 2, 3, 4, 4, 5, 6, 7, 8, 9, 9, 9]);
+        let sources: Vec<u16> = got.iter().map(|&(s, _, _)| s).collect();
+        assert_eq!(sources, [1, 1, 3, 1, 1, 3, 1, 1, 2, 2, 2, 3, 3]);
     }
 }

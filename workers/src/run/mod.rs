@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{error, info, warn};
 
-use self::merge::{EventTimeMerge, Origins, RUN_ROWS, SpillError};
+use self::merge::{EventTimeMerge, RUN_ROWS, SpillError};
 use crate::dead_letter::{
     DeadLetter, DeadLetterCounts, DeadLetterSink, DiscardDeadLetters, JsonLinesDeadLetters, Reason,
 };
@@ -43,7 +43,10 @@ use crate::source::{ReadBatch, SourceError, TripReader, next_batch_guarded, open
 use crate::stage::fetch_args::{FetchArgs, parse_duration};
 use crate::trip::{Dataset, TripBatch};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
-use crate::window::{GroupBy, WindowConfig, WindowEngine, WindowError, WindowResult};
+use crate::window::{
+    GroupBy, KeyMapper, WindowConfig, WindowEngine, WindowError, WindowInput, WindowResult,
+    WindowRows,
+};
 use crate::zones::{ZoneError, ZoneLookup};
 
 /// Arguments of `run`.
@@ -164,6 +167,11 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Spill(#[from] SpillError),
+    /// Merged by pickup, no row can trail the watermark (it follows the
+    /// newest pickup, minus a lateness of zero or more); one that does is a
+    /// bug in the merge, not a late trip.
+    #[error("internal error: {0} rows came late in event-time order")]
+    LateInEventTime(usize),
 }
 
 /// What a run did.
@@ -265,8 +273,11 @@ pub struct LocalJob {
     emitted: Vec<WindowResult>,
     late: Vec<usize>,
     mask: Vec<bool>,
+    /// Keys the rows kept for the merge, as the engine would.
+    keys: KeyMapper,
+    key_buf: Vec<u16>,
     /// Valid rows of the run being read (part of one source).
-    buffered: Vec<TripBatch>,
+    buffered: WindowRows,
     /// Sorted runs of the rows read, waiting for the merge.
     merge: EventTimeMerge,
 }
@@ -281,6 +292,8 @@ impl LocalJob {
     ) -> Self {
         Self {
             engine: WindowEngine::new(options.window, zones),
+            keys: KeyMapper::new(options.window.group_by, zones),
+            key_buf: Vec::new(),
             options,
             writer,
             dead,
@@ -289,7 +302,7 @@ impl LocalJob {
             emitted: Vec::new(),
             late: Vec::new(),
             mask: Vec::new(),
-            buffered: Vec::new(),
+            buffered: WindowRows::default(),
             merge: EventTimeMerge::default(),
             summary: Summary {
                 event_time_order: true,
@@ -330,22 +343,21 @@ impl LocalJob {
         self.summary.rows_valid += check.valid;
         self.summary.refunds += check.refunds;
         if self.summary.event_time_order {
-            let mut trips = trips;
-            trips.retain(&mask);
-            self.mask = mask;
-            if !trips.is_empty() {
+            if check.valid > 0 {
                 if self.buffered.is_empty() {
                     // Memory holds the run being read and at most one sorted run.
                     self.merge.spill_last()?;
                 }
-                self.buffered.push(trips);
-                if self.buffered.iter().map(TripBatch::len).sum::<usize>() >= RUN_ROWS {
+                self.buffered
+                    .extend_selected(&trips, &mask, &self.keys, &mut self.key_buf);
+                if self.buffered.len() >= RUN_ROWS {
                     self.end_run()?;
                 }
             }
+            self.mask = mask;
             return Ok(());
         }
-        let result = self.window(&trips, Some(&mask), None);
+        let result = self.window_in_file_order(&trips, &mask);
         self.mask = mask;
         result
     }
@@ -362,36 +374,41 @@ impl LocalJob {
     /// Windows the valid rows of every source read by (pickup, source,
     /// file order), the relay's order over completed sources.
     fn window_in_event_time(&mut self) -> Result<(), RunError> {
-        std::mem::take(&mut self.merge)
-            .drain(|batch, origins| self.window(batch, None, Some(origins)))
+        std::mem::take(&mut self.merge).drain(|rows| self.window_merged(rows))
     }
 
-    fn window(
-        &mut self,
-        trips: &TripBatch,
-        mask: Option<&[bool]>,
-        origins: Option<&Origins<'_>>,
-    ) -> Result<(), RunError> {
-        let t0 = Instant::now();
-        self.late.clear();
-        self.engine
-            .push_batch(trips, mask, &mut self.emitted, &mut self.late);
-        self.summary.window_elapsed += t0.elapsed();
-        let offered = mask.map_or(trips.len(), |m| m.iter().filter(|&&v| v).count());
+    /// Windows rows merged by pickup, none of which can be late.
+    fn window_merged(&mut self, rows: &WindowRows) -> Result<(), RunError> {
+        self.push(rows, None);
+        if !self.late.is_empty() {
+            return Err(RunError::LateInEventTime(self.late.len()));
+        }
+        self.summary.rows_windowed += rows.len() as u64;
+        self.write_emitted()
+    }
+
+    /// Windows the valid rows of a batch as read; late ones are dead letters.
+    fn window_in_file_order(&mut self, trips: &TripBatch, mask: &[bool]) -> Result<(), RunError> {
+        self.push(trips, Some(mask));
+        let offered = mask.iter().filter(|&&v| v).count();
         self.summary.rows_windowed += (offered - self.late.len()) as u64;
         let watermark = self.engine.watermark();
         let late = std::mem::take(&mut self.late);
         for &i in &late {
-            let mut trip = trips.row(i);
-            if let Some(o) = origins {
-                let (source, dataset) = o.of(i);
-                trip.source.source = source.to_string();
-                trip.dataset = dataset;
-            }
-            self.dead_letter(&DeadLetter::late(trip, watermark))?;
+            self.dead_letter(&DeadLetter::late(trips.row(i), watermark))?;
         }
         self.late = late;
         self.write_emitted()
+    }
+
+    /// Offers rows to the engine; the rows late for all their windows are
+    /// left in `self.late`.
+    fn push(&mut self, rows: &impl WindowInput, mask: Option<&[bool]>) {
+        let t0 = Instant::now();
+        self.late.clear();
+        self.engine
+            .push_batch(rows, mask, &mut self.emitted, &mut self.late);
+        self.summary.window_elapsed += t0.elapsed();
     }
 
     fn write_emitted(&mut self) -> Result<(), RunError> {

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::accumulators::{Accumulator, RecordValues};
 use super::keys::KeyMapper;
+use super::rows::WindowInput;
 use super::snapshot::{EngineSnapshot, SNAPSHOT_VERSION, SnapshotWindow};
 use super::watermark::Watermark;
 use super::{GroupBy, WindowConfig, WindowError};
-use crate::trip::{Micros, TripBatch};
+use crate::trip::Micros;
 use crate::zones::ZoneLookup;
 
 /// One emitted (window, key) result with its zone enrichment. Its wire
@@ -117,7 +118,7 @@ impl WindowEngine {
     /// `late`. Both vectors are only appended to, so callers can reuse them.
     pub fn push_batch(
         &mut self,
-        batch: &TripBatch,
+        batch: &impl WindowInput,
         include: Option<&[bool]>,
         emitted: &mut Vec<WindowResult>,
         late: &mut Vec<usize>,
@@ -132,7 +133,7 @@ impl WindowEngine {
     /// `include` move no watermark.
     pub fn push_carried(
         &mut self,
-        batch: &TripBatch,
+        batch: &impl WindowInput,
         include: Option<&[bool]>,
         progress: &[Micros],
         emitted: &mut Vec<WindowResult>,
@@ -150,15 +151,27 @@ impl WindowEngine {
 
     fn push_rows(
         &mut self,
-        batch: &TripBatch,
+        batch: &impl WindowInput,
         include: Option<&[bool]>,
         progress: Option<&[Micros]>,
         emitted: &mut Vec<WindowResult>,
         late: &mut Vec<usize>,
     ) {
-        let mut keys = std::mem::take(&mut self.key_buf);
-        self.keys.fill(batch, &mut keys);
-        let n = batch.len();
+        let mut key_buf = std::mem::take(&mut self.key_buf);
+        let keys = batch.keys(&self.keys, &mut key_buf);
+        let pickup = batch.pickup();
+        let (dropoff, passengers, distance) = (
+            batch.dropoff(),
+            batch.passenger_count(),
+            batch.trip_distance(),
+        );
+        let (fare, tip, tolls, total) = (
+            batch.fare_amount(),
+            batch.tip_amount(),
+            batch.tolls_amount(),
+            batch.total_amount(),
+        );
+        let n = pickup.len();
         let cfg = self.config;
         let per_record = cfg.windows_per_record();
         for i in 0..n {
@@ -168,15 +181,15 @@ impl WindowEngine {
                 continue;
             }
             self.stats.records += 1;
-            let t = batch.pickup[i];
+            let t = pickup[i];
             let values = RecordValues {
-                passengers: batch.passenger_count[i],
-                distance: batch.trip_distance[i],
-                duration_us: batch.dropoff[i].wrapping_sub(t),
-                fare: batch.fare_amount[i],
-                tip: batch.tip_amount[i],
-                tolls: batch.tolls_amount[i],
-                total: batch.total_amount[i],
+                passengers: passengers[i],
+                distance: distance[i],
+                duration_us: dropoff[i].wrapping_sub(t),
+                fare: fare[i],
+                tip: tip[i],
+                tolls: tolls[i],
+                total: total[i],
             };
             let key = keys[i];
             let last_start = cfg.last_window_start(t);
@@ -206,7 +219,7 @@ impl WindowEngine {
             }
             self.watermark.observe(progress.map_or(t, |p| p[i]));
         }
-        self.key_buf = keys;
+        self.key_buf = key_buf;
         self.emit_closed(emitted);
     }
 

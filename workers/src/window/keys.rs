@@ -37,8 +37,9 @@ pub struct KeyInfo {
     pub borough: Option<Arc<str>>,
 }
 
+/// Maps rows to key indices under one grouping.
 #[derive(Debug, Clone)]
-pub(crate) struct KeyMapper {
+pub struct KeyMapper {
     group_by: GroupBy,
     /// Zone id → borough key index.
     borough_of_zone: Vec<u16>,

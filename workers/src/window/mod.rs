@@ -54,14 +54,17 @@
 mod accumulators;
 mod engine;
 mod keys;
+mod rows;
 mod snapshot;
 mod watermark;
 
 pub use accumulators::Accumulator;
 pub use engine::{EngineStats, WindowEngine, WindowResult};
 pub use keys::KeyInfo;
-// The relay keys Kafka messages with the same mapping, so one window key never spans partitions.
-pub(crate) use keys::KeyMapper;
+// The relay keys Kafka messages with the same mapping, so one window key
+// never spans partitions; `run` keys the rows it keeps for the merge with it.
+pub use keys::KeyMapper;
+pub use rows::{WindowInput, WindowRows};
 pub use snapshot::{EngineSnapshot, SNAPSHOT_VERSION, SnapshotWindow};
 pub use taxistream_crds::pipeline::GroupBy;
 pub use watermark::Watermark;
