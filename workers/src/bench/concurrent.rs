@@ -12,10 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use scylla::client::session::Session;
 
 use super::probe::{self, Probe};
-use super::process::{Launcher, Running};
+use super::process::Running;
 use super::scratch::Pipeline;
-use super::{BenchError, Throughput};
-use crate::io::kafka::KafkaSettings;
+use super::{BenchError, Harness, Throughput};
 
 /// How long a stopped stage may take to checkpoint and leave.
 const GRACE: Duration = Duration::from_secs(30);
@@ -47,23 +46,19 @@ fn args(stage: &str, config: &Path) -> Vec<OsString> {
     vec![stage.into(), "--config".into(), config.into()]
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn measure(
-    launcher: &Launcher,
-    worker: &Path,
+    h: &Harness<'_>,
     pipeline: &Pipeline,
-    kafka: &KafkaSettings,
-    pg: &sqlx::PgPool,
-    cassandra: Option<&Session>,
     parts: &[PathBuf],
     timeout: Duration,
 ) -> Result<ConcurrentFigures, BenchError> {
+    let (launcher, worker, kafka, pg) = (h.launcher, h.worker, h.kafka, h.pg);
     let cfg = &pipeline.config;
     let table = pipeline
         .results_table
         .as_ref()
         .map(|(ks, t)| taxistream_crds::results_table::qualified(ks, t));
-    let sink_table = cassandra.zip(table.as_deref());
+    let sink_table = h.cassandra.zip(table.as_deref());
     let probe = Probe::start(kafka, &pipeline.topics.aggregates, sink_table.is_some())?;
 
     eprintln!(
@@ -121,6 +116,7 @@ pub async fn measure(
             for s in stages {
                 let _ = s.stop(GRACE).await;
             }
+            let _ = probe.finish().await;
             return Err(e);
         }
     };

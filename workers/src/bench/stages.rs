@@ -10,10 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::probe::{Probe, message_count};
-use super::process::Launcher;
 use super::scratch::Pipeline;
-use super::{BenchError, Throughput, raw_produce};
-use crate::io::kafka::KafkaSettings;
+use super::{BenchError, Harness, Throughput, raw_produce};
 
 /// How long without input the aggregate and the sink wait before they
 /// exit; not part of their work, so subtracted from their time.
@@ -39,17 +37,13 @@ fn args(stage: &str, config: &Path, extra: &[&str]) -> Vec<OsString> {
     a
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn measure(
-    launcher: &Launcher,
-    worker: &Path,
+    h: &Harness<'_>,
     pipeline: &Pipeline,
-    kafka: &KafkaSettings,
-    pg: &sqlx::PgPool,
     input: &Path,
     raw_messages: u64,
-    with_sink: bool,
 ) -> Result<StageFigures, BenchError> {
+    let (launcher, worker, kafka) = (h.launcher, h.worker, h.kafka);
     let cfg = &pipeline.config;
     eprintln!("bench: broker raw produce, {raw_messages} messages");
     let raw = raw_produce::measure(kafka, &pipeline.topics.raw, raw_messages).await?;
@@ -64,7 +58,7 @@ pub async fn measure(
             &args("ingest", cfg, &["--exit-when-idle", "--input", &input_arg]),
         )
         .await?;
-    let landed = pipeline.landed(pg).await?;
+    let landed = pipeline.landed(h.pg).await?;
     let ingest = Throughput::new(landed, m.wall);
 
     eprintln!("bench: relay");
@@ -97,7 +91,7 @@ pub async fn measure(
     }
     let seen = probe.finish().await?;
 
-    let sink = if with_sink {
+    let sink = if h.cassandra.is_some() {
         eprintln!("bench: sink");
         let m = launcher
             .measure(
