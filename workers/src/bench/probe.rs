@@ -216,3 +216,18 @@ pub fn quantile(values: &mut [i64], q: f64) -> Option<i64> {
     let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
     Some(values[rank - 1])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let mut v: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(quantile(&mut v, 0.50), Some(50));
+        assert_eq!(quantile(&mut v, 0.99), Some(99));
+        assert_eq!(quantile(&mut v, 1.0), Some(100));
+        assert_eq!(quantile(&mut [7], 0.99), Some(7));
+        assert_eq!(quantile(&mut [], 0.5), None);
+    }
+}
