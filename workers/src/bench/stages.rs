@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::probe::{Probe, message_count};
+use super::probe::Probe;
 use super::scratch::Pipeline;
 use super::{BenchError, Harness, Throughput, raw_produce};
 
@@ -68,7 +68,6 @@ pub async fn measure(
     let relay = Throughput::new(landed, m.wall);
 
     eprintln!("bench: aggregate");
-    let probe = Probe::start(kafka, &pipeline.topics.aggregates, false)?;
     let idle_ms = IDLE.as_millis().to_string();
     let m = launcher
         .measure(
@@ -82,11 +81,14 @@ pub async fn measure(
         )
         .await?;
     let aggregate = Throughput::new(landed, m.wall.saturating_sub(IDLE));
-    // Every result is acknowledged when the aggregate exits; the probe
-    // may still be reading them.
-    let dead_letters = message_count(kafka, &pipeline.topics.dead_letters).await?;
+    // Read once the aggregate is done, so as not to take CPU from it.
+    let probe = Probe::start(kafka, &pipeline.topics, false)?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while probe.trips() + dead_letters < landed && Instant::now() < deadline {
+    loop {
+        let (trips, dead) = probe.trips_and_dead_letters();
+        if trips + dead >= landed || Instant::now() >= deadline {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seen = probe.finish().await?;
@@ -112,6 +114,6 @@ pub async fn measure(
         sink,
         windows: seen.windows,
         trips_in_windows: seen.trips,
-        dead_letters,
+        dead_letters: seen.dead_letters,
     })
 }
