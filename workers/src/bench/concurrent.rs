@@ -12,10 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use scylla::client::session::Session;
 
 use super::probe::{self, Probe};
-use super::process::{Launcher, Running};
+use super::process::Running;
 use super::scratch::Pipeline;
-use super::{BenchError, Throughput};
-use crate::io::kafka::KafkaSettings;
+use super::{BenchError, Harness, Throughput};
 
 /// How long a stopped stage may take to checkpoint and leave.
 const GRACE: Duration = Duration::from_secs(30);
@@ -47,24 +46,20 @@ fn args(stage: &str, config: &Path) -> Vec<OsString> {
     vec![stage.into(), "--config".into(), config.into()]
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn measure(
-    launcher: &Launcher,
-    worker: &Path,
+    h: &Harness<'_>,
     pipeline: &Pipeline,
-    kafka: &KafkaSettings,
-    pg: &sqlx::PgPool,
-    cassandra: Option<&Session>,
     parts: &[PathBuf],
     timeout: Duration,
 ) -> Result<ConcurrentFigures, BenchError> {
+    let (launcher, worker, kafka, pg) = (h.launcher, h.worker, h.kafka, h.pg);
     let cfg = &pipeline.config;
     let table = pipeline
         .results_table
         .as_ref()
         .map(|(ks, t)| taxistream_crds::results_table::qualified(ks, t));
-    let sink_table = cassandra.zip(table.as_deref());
-    let probe = Probe::start(kafka, &pipeline.topics.aggregates, sink_table.is_some())?;
+    let sink_table = h.cassandra.zip(table.as_deref());
+    let probe = Probe::start(kafka, &pipeline.topics, sink_table.is_some())?;
 
     eprintln!(
         "bench: end to end, stages concurrently, {} part files",
@@ -93,9 +88,10 @@ pub async fn measure(
             tokio::time::sleep(Duration::from_millis(200)).await;
             if started.elapsed() > timeout {
                 return Err(BenchError::Other(format!(
-                    "end to end: not through after {} s ({} trips in windows)",
+                    "end to end: not through after {} s (landed {}; seen {})",
                     timeout.as_secs(),
-                    probe.trips()
+                    landed.map_or("not yet known".into(), |n: u64| n.to_string()),
+                    probe.summary()
                 )));
             }
             for s in &mut stages {
@@ -108,43 +104,33 @@ pub async fn measure(
                 landed = Some(pipeline.landed(pg).await?);
             }
             let Some(landed) = landed else { continue };
-            let dead = probe::message_count(kafka, &pipeline.topics.dead_letters).await?;
-            if probe.trips() + dead >= landed {
-                return Ok((landed, dead));
+            let (trips, dead) = probe.trips_and_dead_letters();
+            if trips + dead >= landed {
+                return Ok(landed);
             }
         }
     }
     .await;
-    let (landed, dead_letters) = match outcome {
+    let landed = match outcome {
         Ok(v) => v,
         Err(e) => {
             for s in stages {
                 let _ = s.stop(GRACE).await;
             }
+            let _ = probe.finish().await;
             return Err(e);
         }
     };
     let seen = probe.finish().await?;
-    let topic_end = seen.last_at.map_or(started.elapsed(), |t| t - started);
-
-    let (store, end, mut latencies) = match sink_table {
+    let read_back = match sink_table {
         Some((session, table)) => {
-            wait_for_rows(session, table, seen.windows, started, timeout).await?;
-            let (lat, last_ms) =
-                probe::cassandra_latencies(session, table, &seen.closed_ms).await?;
-            let start_ms = started_wall
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            let end = last_ms.map_or(topic_end, |l| {
-                Duration::from_millis((l - start_ms).max(0) as u64)
-            });
-            (ResultsStore::Cassandra, end, lat)
+            cassandra_read_back(session, table, &seen, started, started_wall, timeout).await
         }
-        None => (
+        None => Ok((
             ResultsStore::AggregatesTopic,
-            topic_end,
-            seen.topic_latency_ms,
-        ),
+            seen.last_at.map_or(started.elapsed(), |t| t - started),
+            seen.topic_latency_ms.clone(),
+        )),
     };
     let mut stop_errors = Vec::new();
     for s in stages {
@@ -152,6 +138,7 @@ pub async fn measure(
             stop_errors.push(e.to_string());
         }
     }
+    let (store, end, mut latencies) = read_back?;
     if !stop_errors.is_empty() {
         return Err(BenchError::Other(stop_errors.join("; ")));
     }
@@ -160,12 +147,34 @@ pub async fn measure(
         throughput: Throughput::new(landed, end),
         windows: seen.windows,
         trips_in_windows: seen.trips,
-        dead_letters,
+        dead_letters: seen.dead_letters,
         store,
         latency_p50_ms: probe::quantile(&mut latencies, 0.50),
         latency_p99_ms: probe::quantile(&mut latencies, 0.99),
         latency_samples: latencies.len(),
     })
+}
+
+/// With Cassandra as the results store: waits for the sink to write every
+/// window seen; then the time to the last write, and the latencies.
+async fn cassandra_read_back(
+    session: &Session,
+    table: &str,
+    seen: &probe::Seen,
+    started: Instant,
+    started_wall: SystemTime,
+    timeout: Duration,
+) -> Result<(ResultsStore, Duration, Vec<i64>), BenchError> {
+    wait_for_rows(session, table, seen.windows, started, timeout).await?;
+    let (latencies, last_ms) = probe::cassandra_latencies(session, table, &seen.closed_ms).await?;
+    let start_ms = started_wall
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let end = match last_ms {
+        Some(l) => Duration::from_millis((l - start_ms).max(0) as u64),
+        None => seen.last_at.map_or(started.elapsed(), |t| t - started),
+    };
+    Ok((ResultsStore::Cassandra, end, latencies))
 }
 
 /// Waits until the sink has written one row per window seen.

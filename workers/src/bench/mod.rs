@@ -215,6 +215,16 @@ fn services(args: &BenchArgs) -> Result<Services, String> {
     })
 }
 
+/// What every backend measurement works with.
+pub struct Harness<'a> {
+    pub launcher: &'a Launcher,
+    /// This binary, whose subcommands are the stages.
+    pub worker: &'a Path,
+    pub kafka: &'a KafkaSettings,
+    pub pg: &'a sqlx::PgPool,
+    pub cassandra: Option<&'a Session>,
+}
+
 /// What the backend part produced, each part on its own.
 struct BackendFigures {
     stages: Result<stages::StageFigures, String>,
@@ -245,6 +255,13 @@ async fn backends(
         chrono::Utc::now().format("%Y%m%d%H%M%S"),
         std::process::id()
     );
+    let harness = Harness {
+        launcher,
+        worker,
+        kafka: &kafka,
+        pg: &pg,
+        cassandra: cassandra.as_ref(),
+    };
     let one_by_one = Pipeline::new(services, scratch, &format!("{base}_stages"))?;
     let together = Pipeline::new(services, scratch, &format!("{base}_e2e"))?;
 
@@ -256,17 +273,7 @@ async fn backends(
             let raw = args
                 .raw_messages
                 .unwrap_or_else(|| (args.rows as u64).min(1_000_000));
-            stages::measure(
-                launcher,
-                worker,
-                &one_by_one,
-                &kafka,
-                &pg,
-                input,
-                raw,
-                cassandra.is_some(),
-            )
-            .await
+            stages::measure(&harness, &one_by_one, input, raw).await
         }
         .await
         .map_err(|e| e.to_string());
@@ -287,12 +294,8 @@ async fn backends(
             .await
             .map_err(|e| BenchError::Other(format!("splitting the month: {e}")))??;
             concurrent::measure(
-                launcher,
-                worker,
+                &harness,
                 &together,
-                &kafka,
-                &pg,
-                cassandra.as_ref(),
                 &files,
                 Duration::from_secs(args.e2e_timeout_s),
             )

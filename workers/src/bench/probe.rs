@@ -12,12 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::TryStreamExt;
-use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext, StreamConsumer};
+use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use scylla::client::session::Session;
 use scylla::value::CqlTimestamp;
 
 use super::BenchError;
+use super::scratch::Topics;
 use crate::io::cassandra::group_key;
 use crate::io::codec;
 use crate::io::kafka::KafkaSettings;
@@ -36,6 +37,8 @@ pub struct Seen {
     pub trips: u64,
     /// Results that could not be decoded.
     pub undecodable: u64,
+    /// Messages on the dead-letter topic.
+    pub dead_letters: u64,
     /// When the last result arrived.
     pub last_at: Option<Instant>,
     /// Close-to-topic latencies, ms.
@@ -44,7 +47,7 @@ pub struct Seen {
     pub closed_ms: HashMap<(String, i64), i64>,
 }
 
-/// A reader of the aggregates topic, in a task of its own.
+/// A reader of the aggregates and dead-letter topics, in a task of its own.
 pub struct Probe {
     seen: Arc<Mutex<Seen>>,
     stop: Arc<AtomicBool>,
@@ -52,38 +55,50 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Starts reading `topic` from its beginning; `keep_closes` keeps the
-    /// close time of every window for [`cassandra_latencies`].
+    /// Starts reading the pipeline's results and dead letters from their
+    /// beginning; `keep_closes` keeps the close time of every window for
+    /// [`cassandra_latencies`].
     pub fn start(
         kafka: &KafkaSettings,
-        topic: &str,
+        topics: &Topics,
         keep_closes: bool,
     ) -> Result<Self, BenchError> {
-        // Not the stages' consumer settings: a fetch that waits long on an
-        // idle partition would be counted as latency.
-        let consumer: StreamConsumer<DefaultConsumerContext> = kafka
-            .client_config()
-            .set("group.id", format!("{topic}.probe"))
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "10")
-            .create()
-            .map_err(|e| BenchError::Kafka(format!("results probe: {e}")))?;
-        // One partition: `Pipeline::create` makes the aggregates topic so.
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, 0, Offset::Beginning)
-            .map_err(|e| BenchError::Kafka(format!("assigning {topic}: {e}")))?;
-        consumer
-            .assign(&tpl)
-            .map_err(|e| BenchError::Kafka(format!("assigning {topic}: {e}")))?;
+        let results = reader(kafka, &topics.aggregates)?;
+        let dead_letters = reader(kafka, &topics.dead_letters)?;
         let seen = Arc::new(Mutex::new(Seen::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(read(consumer, seen.clone(), stop.clone(), keep_closes));
+        let task = tokio::spawn(read(
+            results,
+            dead_letters,
+            seen.clone(),
+            stop.clone(),
+            keep_closes,
+        ));
         Ok(Self { seen, stop, task })
     }
 
-    /// Trips in the windows seen so far.
-    pub fn trips(&self) -> u64 {
-        self.seen.lock().map_or(0, |s| s.trips)
+    /// Trips in the windows seen so far, and dead letters.
+    pub fn trips_and_dead_letters(&self) -> (u64, u64) {
+        self.seen
+            .lock()
+            .map_or((0, 0), |s| (s.trips, s.dead_letters))
+    }
+
+    /// What has been seen so far, for an error message.
+    pub fn summary(&self) -> String {
+        self.seen.lock().map_or_else(
+            |_| "nothing".into(),
+            |s| {
+                format!(
+                    "{} windows holding {} trips, {} dead letters, {} results not readable as {}",
+                    s.windows,
+                    s.trips,
+                    s.dead_letters,
+                    s.undecodable,
+                    codec::WINDOW_SCHEMA
+                )
+            },
+        )
     }
 
     /// Stops reading; what was seen.
@@ -100,24 +115,53 @@ impl Probe {
     }
 }
 
+/// A reader of partition 0 of `topic` from its beginning (`Pipeline::create`
+/// makes the aggregates and dead-letter topics with one partition).
+fn reader(
+    kafka: &KafkaSettings,
+    topic: &str,
+) -> Result<StreamConsumer<DefaultConsumerContext>, BenchError> {
+    // Not the stages' consumer settings: a fetch that waits long on an
+    // idle partition would be counted as latency.
+    let consumer: StreamConsumer<DefaultConsumerContext> = kafka
+        .client_config()
+        .set("group.id", format!("{topic}.probe"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .map_err(|e| BenchError::Kafka(format!("reading {topic}: {e}")))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(|e| BenchError::Kafka(format!("assigning {topic}: {e}")))?;
+    consumer
+        .assign(&tpl)
+        .map_err(|e| BenchError::Kafka(format!("assigning {topic}: {e}")))?;
+    Ok(consumer)
+}
+
 async fn read(
-    consumer: StreamConsumer<DefaultConsumerContext>,
+    results: StreamConsumer<DefaultConsumerContext>,
+    dead_letters: StreamConsumer<DefaultConsumerContext>,
     seen: Arc<Mutex<Seen>>,
     stop: Arc<AtomicBool>,
     keep_closes: bool,
 ) -> Result<(), BenchError> {
+    let poisoned = || BenchError::Other("results probe state poisoned".into());
     while !stop.load(Ordering::Relaxed) {
-        let msg = match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
-            Err(_) => continue,
-            Ok(Err(e)) => return Err(BenchError::Kafka(format!("reading results: {e}"))),
-            Ok(Ok(m)) => m,
+        let msg = tokio::select! {
+            m = results.recv() => m,
+            d = dead_letters.recv() => {
+                d.map_err(|e| BenchError::Kafka(format!("reading dead letters: {e}")))?;
+                seen.lock().map_err(|_| poisoned())?.dead_letters += 1;
+                continue;
+            }
+            () = tokio::time::sleep(Duration::from_millis(200)) => continue,
         };
+        let msg = msg.map_err(|e| BenchError::Kafka(format!("reading results: {e}")))?;
         let arrived = now_ms();
         let closed = msg.timestamp().to_millis();
         let decoded = codec::decode_window(msg.payload().unwrap_or_default());
-        let Ok(mut s) = seen.lock() else {
-            return Err(BenchError::Other("results probe state poisoned".into()));
-        };
+        let mut s = seen.lock().map_err(|_| poisoned())?;
         s.last_at = Some(Instant::now());
         match decoded {
             Ok(r) => {
@@ -134,33 +178,6 @@ async fn read(
         }
     }
     Ok(())
-}
-
-/// Messages in `topic` so far (sum of its partitions' high watermarks).
-pub async fn message_count(kafka: &KafkaSettings, topic: &str) -> Result<u64, BenchError> {
-    let consumer: BaseConsumer = kafka
-        .client_config()
-        .create()
-        .map_err(|e| BenchError::Kafka(e.to_string()))?;
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let timeout = Duration::from_secs(10);
-        let md = consumer
-            .fetch_metadata(Some(&topic), timeout)
-            .map_err(|e| BenchError::Kafka(format!("metadata of {topic}: {e}")))?;
-        let mut total = 0u64;
-        for t in md.topics().iter().filter(|t| t.name() == topic) {
-            for p in t.partitions() {
-                let (low, high) = consumer
-                    .fetch_watermarks(&topic, p.id(), timeout)
-                    .map_err(|e| BenchError::Kafka(format!("offsets of {topic}: {e}")))?;
-                total += (high - low).max(0) as u64;
-            }
-        }
-        Ok(total)
-    })
-    .await
-    .map_err(|e| BenchError::Other(format!("counting messages: {e}")))?
 }
 
 /// Rows in the Cassandra results table.
@@ -215,4 +232,19 @@ pub fn quantile(values: &mut [i64], q: f64) -> Option<i64> {
     values.sort_unstable();
     let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
     Some(values[rank - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let mut v: Vec<i64> = (1..=100).rev().collect();
+        assert_eq!(quantile(&mut v, 0.50), Some(50));
+        assert_eq!(quantile(&mut v, 0.99), Some(99));
+        assert_eq!(quantile(&mut v, 1.0), Some(100));
+        assert_eq!(quantile(&mut [7], 0.99), Some(7));
+        assert_eq!(quantile(&mut [], 0.5), None);
+    }
 }

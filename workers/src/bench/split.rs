@@ -88,3 +88,46 @@ pub fn split(
     }
     Ok(paths)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::synthetic::{SyntheticSpec, generate};
+    use crate::source::TripReader;
+    use crate::source::parquet::ParquetTripReader;
+    use crate::trip::Dataset;
+
+    fn pickups(path: &Path) -> Vec<i64> {
+        let name = path.display().to_string();
+        let mut r = ParquetTripReader::open(path, &name, Dataset::Yellow).unwrap();
+        let mut out = Vec::new();
+        while let Some(b) = r.next_batch().unwrap() {
+            out.extend_from_slice(&b.trips.pickup);
+        }
+        out
+    }
+
+    #[test]
+    fn parts_hold_the_rows_in_order_and_name_the_month() {
+        let dir = tempfile::tempdir().unwrap();
+        let month = dir.path().join("month.parquet");
+        let spec = SyntheticSpec {
+            rows: 25_003,
+            ..Default::default()
+        };
+        generate(&spec, &month).unwrap();
+        let parts = split(&month, dir.path(), "2023-01", 4).unwrap();
+        assert_eq!(parts.len(), 4);
+        let mut joined = Vec::new();
+        for p in &parts {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            assert_eq!(
+                crate::validate::Month::from_name(&name),
+                crate::validate::Month::new(2023, 1),
+                "{name}"
+            );
+            joined.extend(pickups(p));
+        }
+        assert_eq!(joined, pickups(&month));
+    }
+}

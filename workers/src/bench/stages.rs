@@ -9,11 +9,9 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::probe::{Probe, message_count};
-use super::process::Launcher;
+use super::probe::Probe;
 use super::scratch::Pipeline;
-use super::{BenchError, Throughput, raw_produce};
-use crate::io::kafka::KafkaSettings;
+use super::{BenchError, Harness, Throughput, raw_produce};
 
 /// How long without input the aggregate and the sink wait before they
 /// exit; not part of their work, so subtracted from their time.
@@ -39,17 +37,13 @@ fn args(stage: &str, config: &Path, extra: &[&str]) -> Vec<OsString> {
     a
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn measure(
-    launcher: &Launcher,
-    worker: &Path,
+    h: &Harness<'_>,
     pipeline: &Pipeline,
-    kafka: &KafkaSettings,
-    pg: &sqlx::PgPool,
     input: &Path,
     raw_messages: u64,
-    with_sink: bool,
 ) -> Result<StageFigures, BenchError> {
+    let (launcher, worker, kafka) = (h.launcher, h.worker, h.kafka);
     let cfg = &pipeline.config;
     eprintln!("bench: broker raw produce, {raw_messages} messages");
     let raw = raw_produce::measure(kafka, &pipeline.topics.raw, raw_messages).await?;
@@ -64,7 +58,7 @@ pub async fn measure(
             &args("ingest", cfg, &["--exit-when-idle", "--input", &input_arg]),
         )
         .await?;
-    let landed = pipeline.landed(pg).await?;
+    let landed = pipeline.landed(h.pg).await?;
     let ingest = Throughput::new(landed, m.wall);
 
     eprintln!("bench: relay");
@@ -74,7 +68,6 @@ pub async fn measure(
     let relay = Throughput::new(landed, m.wall);
 
     eprintln!("bench: aggregate");
-    let probe = Probe::start(kafka, &pipeline.topics.aggregates, false)?;
     let idle_ms = IDLE.as_millis().to_string();
     let m = launcher
         .measure(
@@ -88,16 +81,19 @@ pub async fn measure(
         )
         .await?;
     let aggregate = Throughput::new(landed, m.wall.saturating_sub(IDLE));
-    // Every result is acknowledged when the aggregate exits; the probe
-    // may still be reading them.
-    let dead_letters = message_count(kafka, &pipeline.topics.dead_letters).await?;
+    // Read once the aggregate is done, so as not to take CPU from it.
+    let probe = Probe::start(kafka, &pipeline.topics, false)?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while probe.trips() + dead_letters < landed && Instant::now() < deadline {
+    loop {
+        let (trips, dead) = probe.trips_and_dead_letters();
+        if trips + dead >= landed || Instant::now() >= deadline {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seen = probe.finish().await?;
 
-    let sink = if with_sink {
+    let sink = if h.cassandra.is_some() {
         eprintln!("bench: sink");
         let m = launcher
             .measure(
@@ -118,6 +114,6 @@ pub async fn measure(
         sink,
         windows: seen.windows,
         trips_in_windows: seen.trips,
-        dead_letters,
+        dead_letters: seen.dead_letters,
     })
 }
