@@ -37,8 +37,8 @@ const CHUNK: usize = 65_536;
 pub const RUN_ROWS: usize = 131_072;
 
 /// Rows per chunk of a spilled run: the merge holds one chunk of every run,
-/// about 250 KB each.
-const RUN_CHUNK: usize = 4_096;
+/// about 125 KB each.
+const RUN_CHUNK: usize = 2_048;
 
 /// Bytes of one row in the spill file.
 const ROW_BYTES: usize = 8 * 2 + 4 + 8 * 5 + 2;
