@@ -324,8 +324,11 @@ mod tests {
             let row = first + k;
             r.pickup.push(p);
             r.dropoff.push(p + 60);
-            r.passenger_count
-                .push(if row % 2 == 0 { NULL_I32 } else { row as i32 });
+            r.passenger_count.push(if row.is_multiple_of(2) {
+                NULL_I32
+            } else {
+                row as i32
+            });
             r.trip_distance.push(f64::NAN);
             r.fare_amount.push(row as f64);
             r.tip_amount.push(-0.0);
