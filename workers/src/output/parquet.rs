@@ -29,16 +29,23 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Results converted to a record batch and handed to the writer at once.
 const BATCH_ROWS: usize = 16 * 1024;
 
-/// Batches of results queued for the encoding thread: each holds about
-/// 16k results, a few MB.
-const QUEUED_BATCHES: usize = 2;
-
 pub struct ParquetWriter {
     path: String,
     pending: Vec<WindowResult>,
-    /// To the encoding thread; dropped to tell it the results are complete.
-    to_encoder: Option<SyncSender<Vec<WindowResult>>>,
-    encoder: Option<JoinHandle<Result<(), OutputError>>>,
+    encoder: Encoder,
+}
+
+enum Encoder {
+    /// Started at the first results, not with the file: in `run` the
+    /// threads that read the inputs have ended by then, and the allocator
+    /// hands the new thread the memory they freed instead of fresh memory.
+    Idle(SchemaRef, Box<ArrowWriter<File>>),
+    /// Dropping the sender tells the thread that the results are complete.
+    Running(
+        SyncSender<Vec<WindowResult>>,
+        JoinHandle<Result<(), OutputError>>,
+    ),
+    Closed,
 }
 
 impl ParquetWriter {
@@ -80,20 +87,10 @@ impl ParquetWriter {
                 message: e.to_string(),
             }
         })?;
-        let (to_encoder, batches) = sync_channel(QUEUED_BATCHES);
-        let path = name.clone();
-        let encoder = std::thread::Builder::new()
-            .name("parquet-output".into())
-            .spawn(move || encode(&path, &schema, writer, &batches))
-            .map_err(|error| OutputError::Io {
-                path: name.clone(),
-                error,
-            })?;
         Ok(Self {
             path: name,
             pending: Vec::new(),
-            to_encoder: Some(to_encoder),
-            encoder: Some(encoder),
+            encoder: Encoder::Idle(schema, Box::new(writer)),
         })
     }
 
@@ -101,34 +98,59 @@ impl ParquetWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
+        if let Encoder::Idle(..) = self.encoder {
+            self.start_encoder()?;
+        }
         let batch = std::mem::take(&mut self.pending);
-        let sent = match &self.to_encoder {
-            Some(tx) => tx.send(batch).is_ok(),
-            None => false,
-        };
-        if sent {
-            Ok(())
-        } else {
+        match &self.encoder {
+            Encoder::Running(tx, _) if tx.send(batch).is_ok() => Ok(()),
             // The encoder stopped: its error says why.
-            self.join_encoder()
+            _ => self.close(),
         }
     }
 
-    /// Waits for the encoding thread to write everything sent and close the file.
-    fn join_encoder(&mut self) -> Result<(), OutputError> {
-        self.to_encoder = None;
-        let Some(encoder) = self.encoder.take() else {
-            return Err(OutputError::Encode {
-                path: self.path.clone(),
-                message: "the file was already closed".into(),
-            });
+    fn start_encoder(&mut self) -> Result<(), OutputError> {
+        let Encoder::Idle(schema, writer) = std::mem::replace(&mut self.encoder, Encoder::Closed)
+        else {
+            return Ok(());
         };
-        encoder.join().unwrap_or_else(|panic| {
-            Err(OutputError::Encode {
+        // A batch is handed over only once the encoder is done with the one
+        // before: each holds tens of thousands of results, several MB.
+        let (to_encoder, batches) = sync_channel(0);
+        let path = self.path.clone();
+        let encoder = std::thread::Builder::new()
+            .name("parquet-output".into())
+            .spawn(move || encode(&path, &schema, *writer, &batches))
+            .map_err(|error| OutputError::Io {
                 path: self.path.clone(),
-                message: format!("encoder failed: {}", crate::source::panic_message(&*panic)),
-            })
-        })
+                error,
+            })?;
+        self.encoder = Encoder::Running(to_encoder, encoder);
+        Ok(())
+    }
+
+    /// Writes everything sent and closes the file.
+    fn close(&mut self) -> Result<(), OutputError> {
+        let encode_err = |message: String| OutputError::Encode {
+            path: self.path.clone(),
+            message,
+        };
+        match std::mem::replace(&mut self.encoder, Encoder::Closed) {
+            Encoder::Idle(_, writer) => writer
+                .close()
+                .map(drop)
+                .map_err(|e| encode_err(e.to_string())),
+            Encoder::Running(to_encoder, encoder) => {
+                drop(to_encoder);
+                encoder.join().unwrap_or_else(|panic| {
+                    Err(encode_err(format!(
+                        "encoder failed: {}",
+                        crate::source::panic_message(&*panic)
+                    )))
+                })
+            }
+            Encoder::Closed => Err(encode_err("the file was already closed".into())),
+        }
     }
 }
 
@@ -206,6 +228,8 @@ fn to_batch(
 
 impl ResultWriter for ParquetWriter {
     fn write(&mut self, results: &[WindowResult]) -> Result<(), OutputError> {
+        // Exactly: doubling would leave each batch in flight up to half empty.
+        self.pending.reserve_exact(results.len());
         self.pending.extend_from_slice(results);
         if self.pending.len() >= BATCH_ROWS {
             self.flush_pending()?;
@@ -215,6 +239,6 @@ impl ResultWriter for ParquetWriter {
 
     fn finish(&mut self) -> Result<(), OutputError> {
         self.flush_pending()?;
-        self.join_encoder()
+        self.close()
     }
 }

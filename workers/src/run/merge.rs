@@ -37,8 +37,8 @@ const CHUNK: usize = 65_536;
 pub const RUN_ROWS: usize = 131_072;
 
 /// Rows per chunk of a spilled run: the merge holds one chunk of every run,
-/// about 250 KB each.
-const RUN_CHUNK: usize = 4_096;
+/// about 125 KB each.
+const RUN_CHUNK: usize = 2_048;
 
 /// Bytes of one row in the spill file.
 const ROW_BYTES: usize = 8 * 2 + 4 + 8 * 5 + 2;
@@ -324,8 +324,11 @@ mod tests {
             let row = first + k;
             r.pickup.push(p);
             r.dropoff.push(p + 60);
-            r.passenger_count
-                .push(if row % 2 == 0 { NULL_I32 } else { row as i32 });
+            r.passenger_count.push(if row.is_multiple_of(2) {
+                NULL_I32
+            } else {
+                row as i32
+            });
             r.trip_distance.push(f64::NAN);
             r.fare_amount.push(row as f64);
             r.tip_amount.push(-0.0);

@@ -436,10 +436,12 @@ impl LocalJob {
         };
         let mut validator = Validator::new(month_hint, self.options.month_tolerance_days);
         let bar = self.progress_bar(reader.name(), reader.total_rows());
-        // Decoding runs on its own thread, a few batches ahead, so a run
-        // takes about as long as decoding the file rather than decode plus
-        // windowing. Batches still reach the engine in file order.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ReadBatch, SourceError>>(4);
+        // Decoding runs on its own thread, a batch ahead, so a run takes
+        // about as long as decoding the file rather than decode plus
+        // windowing. Batches still reach the engine in file order. One
+        // batch of every column is about 10 MB: more queued would only
+        // hold memory, as decoding is the slower side.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ReadBatch, SourceError>>(1);
         let outcome = std::thread::scope(|scope| {
             scope.spawn(move || {
                 loop {

@@ -136,10 +136,11 @@ impl ParquetTripReader {
         col: &ArrayRef,
         f: Field,
         problems: &mut RowProblems,
-    ) -> Result<Vec<Micros>, SourceError> {
+        dst: &mut Vec<Micros>,
+    ) -> Result<(), SourceError> {
         if let Some(text) = self.texts(col, f)? {
             let text = text.as_string::<i32>();
-            return Ok((0..text.len())
+            dst.extend((0..text.len())
                 .map(|i| {
                     let s = if text.is_valid(i) { text.value(i) } else { "" };
                     if s.trim().is_empty() {
@@ -150,8 +151,8 @@ impl ParquetTripReader {
                         problems.unparsed(i, f, format!("{s:?} is not a timestamp"), s);
                         0
                     })
-                })
-                .collect());
+                }));
+            return Ok(());
         }
         let zone = match col.data_type() {
             DataType::Timestamp(_, zone) => zone.clone(),
@@ -164,10 +165,11 @@ impl ParquetTripReader {
         )?;
         problems.nulls(&a, f);
         let values = a.as_primitive::<TimestampMicrosecondType>().values();
-        Ok(match zone {
-            Some(_) => values.iter().map(|&t| new_york_from_utc(t)).collect(),
-            None => values.to_vec(),
-        })
+        match zone {
+            Some(_) => dst.extend(values.iter().map(|&t| new_york_from_utc(t))),
+            None => dst.extend_from_slice(values),
+        }
+        Ok(())
     }
 
     /// Integers: whole numbers from integer, floating-point or text columns;
@@ -178,7 +180,8 @@ impl ParquetTripReader {
         f: Field,
         nullable: bool,
         problems: &mut RowProblems,
-    ) -> Result<Vec<i32>, SourceError> {
+        dst: &mut Vec<i32>,
+    ) -> Result<(), SourceError> {
         let null = |problems: &mut RowProblems, i| {
             if !nullable {
                 problems.null(i, f);
@@ -186,46 +189,46 @@ impl ParquetTripReader {
             NULL_I32
         };
         if let Some(text) = self.texts(col, f)? {
-            return Ok(parse_text_column(
+            dst.extend(parse_text_column(
                 &text, f, problems, null, parse_int, NULL_I32,
             ));
+            return Ok(());
         }
         let dt = col.data_type();
         if dt.is_floating() || matches!(dt, DataType::Decimal128(..) | DataType::Decimal256(..)) {
             let a = self.cast(col, f, &DataType::Float64)?;
             let a = a.as_primitive::<Float64Type>();
-            return Ok((0..a.len())
-                .map(|i| {
-                    if a.is_null(i) {
-                        return null(problems, i);
-                    }
-                    let v = a.value(i);
-                    int_from_f64(v).unwrap_or_else(|why| {
-                        problems.unparsed(i, f, format!("{v} {why}"), &v.to_string());
-                        NULL_I32
-                    })
+            dst.extend((0..a.len()).map(|i| {
+                if a.is_null(i) {
+                    return null(problems, i);
+                }
+                let v = a.value(i);
+                int_from_f64(v).unwrap_or_else(|why| {
+                    problems.unparsed(i, f, format!("{v} {why}"), &v.to_string());
+                    NULL_I32
                 })
-                .collect());
+            }));
+            return Ok(());
         }
         if dt == &DataType::Int32 {
             let a = col.as_primitive::<Int32Type>();
             if a.null_count() == 0 && !a.values().contains(&NULL_I32) {
-                return Ok(a.values().to_vec());
+                dst.extend_from_slice(a.values());
+                return Ok(());
             }
         }
         let a = self.cast(col, f, &DataType::Int64)?;
         let a = a.as_primitive::<Int64Type>();
-        Ok((0..a.len())
-            .map(|i| {
-                if a.is_null(i) {
-                    return null(problems, i);
-                }
-                int_from_i64(a.value(i)).unwrap_or_else(|why| {
-                    problems.unparsed(i, f, why, &a.value(i).to_string());
-                    NULL_I32
-                })
+        dst.extend((0..a.len()).map(|i| {
+            if a.is_null(i) {
+                return null(problems, i);
+            }
+            int_from_i64(a.value(i)).unwrap_or_else(|why| {
+                problems.unparsed(i, f, why, &a.value(i).to_string());
+                NULL_I32
             })
-            .collect())
+        }));
+        Ok(())
     }
 
     /// Decimals: finite numbers from numeric or text columns. A null is
@@ -237,7 +240,8 @@ impl ParquetTripReader {
         nullable: bool,
         null_value: f64,
         problems: &mut RowProblems,
-    ) -> Result<Vec<f64>, SourceError> {
+        dst: &mut Vec<f64>,
+    ) -> Result<(), SourceError> {
         let null = |problems: &mut RowProblems, i| {
             if !nullable {
                 problems.null(i, f);
@@ -245,7 +249,7 @@ impl ParquetTripReader {
             null_value
         };
         if let Some(text) = self.texts(col, f)? {
-            return Ok(parse_text_column(
+            dst.extend(parse_text_column(
                 &text,
                 f,
                 problems,
@@ -253,24 +257,25 @@ impl ParquetTripReader {
                 parse_float,
                 null_value,
             ));
+            return Ok(());
         }
         let a = self.cast(col, f, &DataType::Float64)?;
         let a = a.as_primitive::<Float64Type>();
         if a.null_count() == 0 && a.values().iter().all(|v| v.is_finite()) {
-            return Ok(a.values().to_vec());
+            dst.extend_from_slice(a.values());
+            return Ok(());
         }
-        Ok((0..a.len())
-            .map(|i| {
-                if a.is_null(i) {
-                    return null(problems, i);
-                }
-                let v = a.value(i);
-                finite(v).unwrap_or_else(|why| {
-                    problems.unparsed(i, f, format!("{v} {why}"), &v.to_string());
-                    null_value
-                })
+        dst.extend((0..a.len()).map(|i| {
+            if a.is_null(i) {
+                return null(problems, i);
+            }
+            let v = a.value(i);
+            finite(v).unwrap_or_else(|why| {
+                problems.unparsed(i, f, format!("{v} {why}"), &v.to_string());
+                null_value
             })
-            .collect())
+        }));
+        Ok(())
     }
 
     fn flags(
@@ -307,7 +312,7 @@ impl ParquetTripReader {
                         &mut t.dropoff
                     };
                     match col {
-                        Some(col) => dst.extend(self.times(&col, f, &mut problems)?),
+                        Some(col) => self.times(&col, f, &mut problems, dst)?,
                         None => dst.resize(dst.len() + n, 0),
                     }
                 }
@@ -322,7 +327,7 @@ impl ParquetTripReader {
                         _ => &mut t.trip_type,
                     };
                     match col {
-                        Some(col) => dst.extend(self.ints(&col, f, nullable, &mut problems)?),
+                        Some(col) => self.ints(&col, f, nullable, &mut problems, dst)?,
                         None => dst.resize(dst.len() + n, NULL_I32),
                     }
                 }
@@ -345,7 +350,7 @@ impl ParquetTripReader {
                     };
                     match col {
                         Some(col) => {
-                            dst.extend(self.floats(&col, f, nullable, null_value, &mut problems)?)
+                            self.floats(&col, f, nullable, null_value, &mut problems, dst)?
                         }
                         None => dst.resize(dst.len() + n, null_value),
                     }
