@@ -2,16 +2,16 @@
 //! per-source ingest progress, rejected records, and the outbox the relay
 //! publishes from.
 //!
-//! Landing a batch is one transaction: `COPY` into a session-temporary
-//! staging table, then `INSERT … SELECT … ON CONFLICT (source, source_row) DO
-//! NOTHING` into the landing table under a transaction-level advisory lock,
-//! then the source's progress row. Ids are drawn under that lock, so they
-//! follow landing order. The relay reads each completed source as an outbox
-//! in (pickup, id) order: a landed source no longer changes, so that order
-//! is stable and a keyset position in it survives restarts.
+//! Landing a batch is one transaction: the source's progress row is locked
+//! and read, the rows past that progress are copied (binary `COPY`) straight
+//! into the landing table under a transaction-level advisory lock, rejected
+//! records are added in one statement, and the progress is advanced. Ids are
+//! drawn under that lock, so they follow landing order. The relay reads each
+//! completed source as an outbox in (pickup, id) order: a landed source no
+//! longer changes, so that order is stable and a keyset position in it
+//! survives restarts.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,7 +25,9 @@ use taxistream_crds::pipeline::{Dataset, PgSslMode as SslMode};
 
 use crate::config::Secret;
 use crate::dead_letter::Reason;
-use crate::trip::{Micros, SourceRef, Trip, format_micros, micros_from_naive, naive_from_micros};
+use crate::trip::{Micros, SourceRef, Trip, TripBatch, micros_from_naive, naive_from_micros};
+
+mod binary_copy;
 
 /// Errors of the landing store, naming the table or source involved.
 #[derive(Debug, thiserror::Error)]
@@ -246,72 +248,78 @@ impl PgStore {
         Ok(())
     }
 
-    /// Lands `trips` (all from `source`, in row order) and rejected records,
-    /// and advances the source's progress to `next_row`, in one transaction.
+    /// Lands the rows of `trips` (all from `source`, in row order) and
+    /// rejected records, and advances the source's progress to `next_row`
+    /// (at least past every row given), in one transaction.
+    ///
+    /// The source's progress row is locked first: rows below the progress
+    /// it records were landed (or dead-lettered) by an earlier transaction
+    /// and are counted as duplicates without touching the table, and the
+    /// rest cannot collide with anything landed, so they are copied
+    /// straight into the landing table. Two landings of one source (a
+    /// replica that lost its claim, a test) queue on that lock.
     pub async fn land(
         &self,
         source: &str,
-        trips: &[Trip],
+        trips: &TripBatch,
         rejected: &[(SourceRef, Reason, String)],
         next_row: u64,
     ) -> Result<Landed, PgError> {
         let mut tx = self.pool.begin().await.map_err(self.query_err("begin"))?;
+        let landed_to: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "INSERT INTO {t}_ingest_progress (source, next_row) VALUES ($1, 0) \
+             ON CONFLICT (source) DO UPDATE SET next_row = {t}_ingest_progress.next_row \
+             RETURNING next_row",
+            t = self.qualified
+        )))
+        .bind(source)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.query_err("lock ingest progress"))?;
+        let landed_to = landed_to.max(0) as u64;
+        let new: Vec<usize> = (0..trips.len())
+            .filter(|&i| trips.row[i] >= landed_to)
+            .collect();
         let mut inserted = 0;
-        if !trips.is_empty() {
-            sqlx::query(AssertSqlSafe(format!(
-                "CREATE TEMP TABLE IF NOT EXISTS taxistream_staging ON COMMIT DELETE ROWS \
-                 AS SELECT {COLUMNS} FROM {} WITH NO DATA",
-                self.qualified
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(self.query_err("create staging table"))?;
-            let mut copy = tx
-                .copy_in_raw(&format!("COPY taxistream_staging ({COLUMNS}) FROM STDIN"))
-                .await
-                .map_err(self.query_err("start COPY"))?;
-            let mut buf = String::with_capacity(trips.len() * 200);
-            for t in trips {
-                copy_row(&mut buf, t);
-            }
-            copy.send(buf.into_bytes())
-                .await
-                .map_err(self.query_err("COPY rows"))?;
-            copy.finish().await.map_err(self.query_err("finish COPY"))?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(format!("taxistream.landing.{}", self.qualified))
-                .execute(&mut *tx)
-                .await
-                .map_err(self.query_err("take landing lock"))?;
-            inserted = sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {t} ({COLUMNS}) SELECT {COLUMNS} FROM taxistream_staging \
-                 ORDER BY source_row ON CONFLICT (source, source_row) DO NOTHING",
-                t = self.qualified
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(self.query_err("insert landed rows"))?
-            .rows_affected();
+        if !new.is_empty() {
+            inserted = self.copy_rows(&mut tx, source, trips, &new).await?;
         }
-        for (src, reason, detail) in rejected {
+        let rejected: Vec<_> = rejected
+            .iter()
+            .filter(|(src, _, _)| src.row >= landed_to)
+            .collect();
+        if !rejected.is_empty() {
             sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO {}_dead_letters (source, source_row, reason, detail) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (source, source_row) DO NOTHING",
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[]) \
+                 ON CONFLICT (source, source_row) DO NOTHING",
                 self.qualified
             )))
-            .bind(&src.source)
-            .bind(src.row as i64)
-            .bind(reason.as_str())
-            .bind(detail)
+            .bind(
+                rejected
+                    .iter()
+                    .map(|r| r.0.source.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rejected.iter().map(|r| r.0.row as i64).collect::<Vec<_>>())
+            .bind(rejected.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
+            .bind(rejected.iter().map(|r| r.2.as_str()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
-            .map_err(self.query_err("insert dead letter"))?;
+            .map_err(self.query_err("insert dead letters"))?;
         }
+        // Past every row handled here, whatever the caller passed: rows
+        // below the progress must never be landed again.
+        let next_row = new
+            .iter()
+            .map(|&i| trips.row[i])
+            .chain(rejected.iter().map(|r| r.0.row))
+            .max()
+            .map_or(next_row, |last| next_row.max(last + 1));
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {t}_ingest_progress (source, next_row) VALUES ($1, $2) \
-             ON CONFLICT (source) DO UPDATE SET \
-             next_row = GREATEST({t}_ingest_progress.next_row, EXCLUDED.next_row), updated_at = now()",
-            t = self.qualified
+            "UPDATE {}_ingest_progress SET next_row = GREATEST(next_row, $2), updated_at = now() \
+             WHERE source = $1",
+            self.qualified
         )))
         .bind(source)
         .bind(next_row as i64)
@@ -323,8 +331,49 @@ impl PgStore {
             .map_err(self.query_err("commit landing"))?;
         Ok(Landed {
             inserted,
-            duplicates: trips.len() as u64 - inserted,
+            duplicates: (trips.len() - new.len()) as u64,
         })
+    }
+
+    /// Copies rows `rows` of `trips` into the landing table in binary
+    /// `COPY` format, sent in pieces so the server inserts the first while
+    /// the next is encoded. Returns the rows copied.
+    async fn copy_rows(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        source: &str,
+        trips: &TripBatch,
+        rows: &[usize],
+    ) -> Result<u64, PgError> {
+        const PIECE_BYTES: usize = 1 << 20;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("taxistream.landing.{}", self.qualified))
+            .execute(&mut **tx)
+            .await
+            .map_err(self.query_err("take landing lock"))?;
+        let mut copy = tx
+            .copy_in_raw(&format!(
+                "COPY {} ({COLUMNS}) FROM STDIN (FORMAT binary)",
+                self.qualified
+            ))
+            .await
+            .map_err(self.query_err("start COPY"))?;
+        let mut buf = Vec::with_capacity(PIECE_BYTES + 1024);
+        binary_copy::header(&mut buf);
+        for &i in rows {
+            binary_copy::row(&mut buf, source, trips, i);
+            if buf.len() >= PIECE_BYTES {
+                copy.send(buf.as_slice())
+                    .await
+                    .map_err(self.query_err("COPY rows"))?;
+                buf.clear();
+            }
+        }
+        binary_copy::trailer(&mut buf);
+        copy.send(buf.as_slice())
+            .await
+            .map_err(self.query_err("COPY rows"))?;
+        copy.finish().await.map_err(self.query_err("finish COPY"))
     }
 
     /// Claims `source` for this process with a session-level advisory lock,
@@ -708,83 +757,6 @@ fn redact(message: &str, url: &Secret) -> String {
     message.replace(url.expose(), "***")
 }
 
-/// Appends `t` as one line of PostgreSQL's COPY text format.
-fn copy_row(buf: &mut String, t: &Trip) {
-    fn text(buf: &mut String, s: &str) {
-        for c in s.chars() {
-            match c {
-                '\\' => buf.push_str("\\\\"),
-                '\t' => buf.push_str("\\t"),
-                '\n' => buf.push_str("\\n"),
-                '\r' => buf.push_str("\\r"),
-                c => buf.push(c),
-            }
-        }
-    }
-    fn opt<T: std::fmt::Display>(buf: &mut String, v: Option<T>) {
-        match v {
-            Some(v) => {
-                let _ = write!(buf, "{v}");
-            }
-            None => buf.push_str("\\N"),
-        }
-    }
-    fn float(buf: &mut String, v: f64) {
-        if v.is_nan() {
-            buf.push_str("NaN");
-        } else if v.is_infinite() {
-            buf.push_str(if v > 0.0 { "Infinity" } else { "-Infinity" });
-        } else {
-            let _ = write!(buf, "{v}");
-        }
-    }
-    text(buf, &t.source.source);
-    let _ = write!(buf, "\t{}\t{}\t", t.source.row, t.dataset.as_str());
-    opt(buf, t.vendor_id);
-    let _ = write!(
-        buf,
-        "\t{}\t{}\t",
-        format_micros(t.pickup),
-        format_micros(t.dropoff)
-    );
-    opt(buf, t.passenger_count);
-    buf.push('\t');
-    float(buf, t.trip_distance);
-    buf.push('\t');
-    opt(buf, t.ratecode_id);
-    buf.push('\t');
-    opt(buf, t.store_and_fwd.map(|b| if b { "t" } else { "f" }));
-    let _ = write!(buf, "\t{}\t{}\t", t.pu_location_id, t.do_location_id);
-    opt(buf, t.payment_type);
-    for v in [
-        t.fare_amount,
-        t.extra,
-        t.mta_tax,
-        t.tip_amount,
-        t.tolls_amount,
-        t.improvement_surcharge,
-        t.total_amount,
-    ] {
-        buf.push('\t');
-        float(buf, v);
-    }
-    for v in [
-        t.congestion_surcharge,
-        t.airport_fee,
-        t.cbd_congestion_fee,
-        t.ehail_fee,
-    ] {
-        buf.push('\t');
-        match v {
-            Some(v) => float(buf, v),
-            None => buf.push_str("\\N"),
-        }
-    }
-    buf.push('\t');
-    opt(buf, t.trip_type);
-    buf.push_str(if t.refund { "\tt\n" } else { "\tf\n" });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -797,46 +769,5 @@ mod tests {
         assert!(!valid_identifier("t;drop table x"));
         assert!(!valid_identifier(""));
         assert!(!valid_identifier(&"a".repeat(64)));
-    }
-
-    #[test]
-    fn copy_text_escapes_source_names() {
-        let mut buf = String::new();
-        let trip = Trip {
-            source: SourceRef {
-                source: "a\tb\\c\nd".into(),
-                row: 3,
-            },
-            dataset: Dataset::Green,
-            vendor_id: None,
-            pickup: 0,
-            dropoff: 1_000_000,
-            passenger_count: Some(2),
-            trip_distance: 1.25,
-            ratecode_id: None,
-            store_and_fwd: Some(true),
-            pu_location_id: 1,
-            do_location_id: 2,
-            payment_type: None,
-            fare_amount: -3.5,
-            extra: 0.0,
-            mta_tax: 0.5,
-            tip_amount: 0.0,
-            tolls_amount: 0.0,
-            improvement_surcharge: 0.3,
-            total_amount: -2.7,
-            congestion_surcharge: None,
-            airport_fee: Some(1.75),
-            cbd_congestion_fee: None,
-            ehail_fee: None,
-            trip_type: Some(1),
-            refund: true,
-        };
-        copy_row(&mut buf, &trip);
-        assert_eq!(
-            buf,
-            "a\\tb\\\\c\\nd\t3\tgreen\t\\N\t1970-01-01 00:00:00\t1970-01-01 00:00:01\t2\t1.25\t\\N\tt\t1\t2\t\\N\t-3.5\t0\t0.5\t0\t0\t0.3\t-2.7\t\\N\t1.75\t\\N\t\\N\t1\tt\n"
-        );
-        assert_eq!(buf.matches('\t').count() + 1, COLUMNS.split(',').count());
     }
 }

@@ -3,9 +3,10 @@
 //! Each source is read with the data-plane readers on a blocking thread while
 //! the previous batch is being copied in, so reading and landing overlap.
 //! Every batch lands in one transaction together with the source's progress
-//! (see [`crate::io::postgres`]): a restart skips completed sources, skips the
-//! rows of a partly landed one that are already in, and the unique source
-//! identity turns anything landed twice into a no-op. Rows that fail parsing
+//! (see [`crate::io::postgres`]): a restart skips completed sources and skips
+//! the rows of a partly landed one that are already in, and the store skips
+//! anything below a source's recorded progress again under the lock of its
+//! progress row, so nothing lands twice. Rows that fail parsing
 //! or validation land in the dead-letter table with their reason.
 //!
 //! A source that cannot be read any further (truncated, corrupt) stops with
@@ -29,7 +30,7 @@ use crate::source::spec::{InputSpec, expand_input};
 use crate::source::{ReadBatch, SourceError, next_batch_guarded, open_file};
 use crate::stage::fetch_args::FetchArgs;
 use crate::stage::runtime::{CommonArgs, StageRuntime};
-use crate::trip::{Dataset, SourceRef, Trip};
+use crate::trip::{Dataset, SourceRef};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Validator};
 use taxistream_crds::worker_config::OpenDataConfig;
 
@@ -165,20 +166,20 @@ async fn ingest_source(
         // Rows the reader could not parse, plus the parsed ones (valid or not).
         let read = batch.trips.len() as u64 + batch.rejects.len() as u64;
         let mut letters = batch.rejects;
-        validator.check(&batch.trips, &mut valid, |d| letters.push(d));
-        let trips: Vec<Trip> = (0..batch.trips.len())
-            .filter(|&i| valid[i] && batch.trips.row[i] >= from_row)
-            .map(|i| batch.trips.row(i))
-            .collect();
+        let mut trips = batch.trips;
+        validator.check(&trips, &mut valid, |d| letters.push(d));
         let dead = rejected(&letters, from_row);
-        let batch_end = batch
-            .trips
+        let batch_end = trips
             .row
             .iter()
             .chain(letters.iter().map(|d| &d.source.row))
             .max()
             .map_or(next_row, |r| r + 1);
         next_row = next_row.max(batch_end);
+        for (keep, row) in valid.iter_mut().zip(&trips.row) {
+            *keep &= *row >= from_row;
+        }
+        trips.retain(&valid);
         let landed = store.land(input, &trips, &dead, next_row).await?;
         for d in &dead {
             metrics.dead_letter(d.1);
