@@ -266,10 +266,10 @@ impl PgStore {
         next_row: u64,
     ) -> Result<Landed, PgError> {
         let mut tx = self.pool.begin().await.map_err(self.query_err("begin"))?;
-        let landed_to: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        let (landed_to, source_key): (i64, i32) = sqlx::query_as(AssertSqlSafe(format!(
             "INSERT INTO {t}_ingest_progress (source, next_row) VALUES ($1, 0) \
              ON CONFLICT (source) DO UPDATE SET next_row = {t}_ingest_progress.next_row \
-             RETURNING next_row",
+             RETURNING next_row, source_key",
             t = self.qualified
         )))
         .bind(source)
@@ -282,7 +282,9 @@ impl PgStore {
             .collect();
         let mut inserted = 0;
         if !new.is_empty() {
-            inserted = self.copy_rows(&mut tx, source, trips, &new).await?;
+            inserted = self
+                .copy_rows(&mut tx, (source, source_key), trips, &new)
+                .await?;
         }
         let rejected: Vec<_> = rejected
             .iter()
@@ -336,12 +338,13 @@ impl PgStore {
     }
 
     /// Copies rows `rows` of `trips` into the landing table in binary
-    /// `COPY` format, sent in pieces so the server inserts the first while
-    /// the next is encoded. Returns the rows copied.
+    /// `COPY` format, under the source's name and key, sent in pieces so
+    /// the server inserts the first while the next is encoded. Returns the
+    /// rows copied.
     async fn copy_rows(
         &self,
         tx: &mut Transaction<'static, Postgres>,
-        source: &str,
+        source: (&str, i32),
         trips: &TripBatch,
         rows: &[usize],
     ) -> Result<u64, PgError> {
@@ -353,7 +356,7 @@ impl PgStore {
             .map_err(self.query_err("take landing lock"))?;
         let mut copy = tx
             .copy_in_raw(&format!(
-                "COPY {} ({COLUMNS}) FROM STDIN (FORMAT binary)",
+                "COPY {} (source_key, {COLUMNS}) FROM STDIN (FORMAT binary)",
                 self.qualified
             ))
             .await
@@ -576,7 +579,7 @@ impl RelayTx {
             "SELECT p.source, p.completed, r.last_pickup, r.last_id, n.pickup, n.id \
              FROM {t}_ingest_progress p \
              LEFT JOIN {t}_relay_sources r ON r.relay = $1 AND r.source = p.source \
-             LEFT JOIN LATERAL (SELECT x.pickup, x.id FROM {t} x WHERE x.source = p.source \
+             LEFT JOIN LATERAL (SELECT x.pickup, x.id FROM {t} x WHERE x.source_key = p.source_key \
                AND (x.pickup, x.id) > (COALESCE(r.last_pickup, '-infinity'), COALESCE(r.last_id, 0)) \
                ORDER BY x.pickup, x.id LIMIT 1) n ON true \
              WHERE NOT COALESCE(r.finished, false) \
@@ -628,12 +631,13 @@ impl RelayTx {
         let (after_pickup, after_id) = after.map_or((None, 0), |(p, id)| (Some(naive(p)), id));
         let rows = sqlx::query(AssertSqlSafe(format!(
             // Infinite bounds rather than `IS NULL OR`, which would keep
-            // the planner from a range scan of the (source, pickup, id) index.
-            "SELECT id, {COLUMNS} FROM {} WHERE source = $1 \
+            // the planner from a range scan of the (source_key, pickup, id) index.
+            "SELECT id, {COLUMNS} FROM {t} \
+             WHERE source_key = (SELECT source_key FROM {t}_ingest_progress WHERE source = $1) \
              AND (pickup, id) > (COALESCE($2, '-infinity'::timestamp), $3) \
              AND pickup <= COALESCE($4, 'infinity'::timestamp) \
              ORDER BY pickup, id LIMIT $5",
-            self.qualified
+            t = self.qualified
         )))
         .bind(source)
         .bind(after_pickup)

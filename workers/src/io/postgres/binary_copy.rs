@@ -2,14 +2,14 @@
 //! straight from the batch's columns: no `Trip` or `String` per row here,
 //! and no text for the server to parse.
 //!
-//! The fields follow [`super::COLUMNS`]; each value is sent as the column's
+//! The fields are the source's key followed by [`super::COLUMNS`]; each value is sent as the column's
 //! own type (`int4`, `int8`, `float8`, `bool`, `timestamp`, `text`), which
 //! binary `COPY` requires.
 
 use crate::trip::{Micros, NULL_I32, TripBatch};
 
-/// Fields per row: the entries of [`super::COLUMNS`].
-const FIELDS: i16 = 26;
+/// Fields per row: the source's key and the entries of [`super::COLUMNS`].
+const FIELDS: i16 = 27;
 
 /// File header: signature, flags (no OIDs), header-extension length.
 const HEADER: &[u8; 19] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
@@ -81,9 +81,11 @@ fn timestamp(buf: &mut Vec<u8>, us: Micros) {
     int8(buf, us.saturating_sub(POSTGRES_EPOCH_MICROS));
 }
 
-/// Appends row `i` of `batch` as one tuple, landed under `source`.
-pub(super) fn row(buf: &mut Vec<u8>, source: &str, batch: &TripBatch, i: usize) {
+/// Appends row `i` of `batch` as one tuple, landed under `source` (its
+/// name and key).
+pub(super) fn row(buf: &mut Vec<u8>, (source, key): (&str, i32), batch: &TripBatch, i: usize) {
     buf.extend_from_slice(&FIELDS.to_be_bytes());
+    int4(buf, key);
     bytes(buf, source.as_bytes());
     // Row numbers count records of one file: far below i64::MAX.
     int8(buf, batch.row[i] as i64);
@@ -184,13 +186,14 @@ mod tests {
         };
         let batch = TripBatch::from_trips(Arc::from("x"), Dataset::Green, &[trip]);
         let mut buf = Vec::new();
-        row(&mut buf, "a\tb", &batch, 0);
+        row(&mut buf, ("a\tb", 7), &batch, 0);
         let f = fields(&buf);
-        assert_eq!(f.len(), super::super::COLUMNS.split(',').count());
+        assert_eq!(f.len(), 1 + super::super::COLUMNS.split(',').count());
         let be8 = |v: i64| Some(v.to_be_bytes().to_vec());
         let be4 = |v: i32| Some(v.to_be_bytes().to_vec());
         let f8 = |v: f64| Some(v.to_bits().to_be_bytes().to_vec());
         let want = vec![
+            be4(7),
             Some(b"a\tb".to_vec()),
             be8(3),
             Some(b"green".to_vec()),
