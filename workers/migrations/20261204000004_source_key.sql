@@ -1,11 +1,11 @@
--- A small key per source, so the landing table's indexes hold a 4-byte
+-- A small key per source, so the landing table's indexes hold an 8-byte
 -- integer instead of the source's name (a path or URL, often over 80
--- bytes). Every landed row inserts one entry into each index, the pickup
+-- bytes). BIGINT: every landing upsert draws a value, used or not. Every landed row inserts one entry into each index, the pickup
 -- index at a random place: with the name in the key those inserts were
 -- most of the cost of landing.
 
 ALTER TABLE __SCHEMA__.__TABLE___ingest_progress
-    ADD COLUMN IF NOT EXISTS source_key INTEGER GENERATED ALWAYS AS IDENTITY;
+    ADD COLUMN IF NOT EXISTS source_key BIGINT GENERATED ALWAYS AS IDENTITY;
 ALTER TABLE __SCHEMA__.__TABLE___ingest_progress
     DROP CONSTRAINT IF EXISTS __TABLE___ingest_progress_source_key,
     ADD CONSTRAINT __TABLE___ingest_progress_source_key UNIQUE (source_key);
@@ -16,7 +16,7 @@ INSERT INTO __SCHEMA__.__TABLE___ingest_progress (source, next_row)
     SELECT source, max(source_row) + 1 FROM __SCHEMA__.__TABLE__ GROUP BY source
     ON CONFLICT (source) DO NOTHING;
 
-ALTER TABLE __SCHEMA__.__TABLE__ ADD COLUMN IF NOT EXISTS source_key INTEGER;
+ALTER TABLE __SCHEMA__.__TABLE__ ADD COLUMN IF NOT EXISTS source_key BIGINT;
 UPDATE __SCHEMA__.__TABLE__ l SET source_key = p.source_key
     FROM __SCHEMA__.__TABLE___ingest_progress p
     WHERE p.source = l.source AND l.source_key IS NULL;

@@ -2,14 +2,14 @@
 //! per-source ingest progress, rejected records, and the outbox the relay
 //! publishes from.
 //!
-//! Landing a batch is one transaction: the source's progress row is locked
-//! and read, the rows past that progress are copied (binary `COPY`) straight
-//! into the landing table under a transaction-level advisory lock, rejected
-//! records are added in one statement, and the progress is advanced. Ids are
-//! drawn under that lock, so they follow landing order. The relay reads each
-//! completed source as an outbox in (pickup, id) order: a landed source no
-//! longer changes, so that order is stable and a keyset position in it
-//! survives restarts.
+//! Landing a batch is one transaction: the source's progress is read, the
+//! rows past it are copied (binary `COPY`) straight into the landing table,
+//! rejected records are added in one statement, and the progress is
+//! advanced. Two batches of a source may be written at once on two
+//! connections and are committed in order. The relay reads each completed
+//! source as an outbox in (pickup, id) order: a landed source no longer
+//! changes, so that order is stable and a keyset position in it survives
+//! restarts.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -249,15 +249,8 @@ impl PgStore {
     }
 
     /// Lands the rows of `trips` (all from `source`, in row order) and
-    /// rejected records, and advances the source's progress to `next_row`
-    /// (at least past every row given), in one transaction.
-    ///
-    /// The source's progress row is locked first: rows below the progress
-    /// it records were landed (or dead-lettered) by an earlier transaction
-    /// and are counted as duplicates without touching the table, and the
-    /// rest cannot collide with anything landed, so they are copied
-    /// straight into the landing table. Two landings of one source (a
-    /// replica that lost its claim, a test) queue on that lock.
+    /// rejected records, and advances the source's progress to `next_row`,
+    /// in one transaction: [`PgStore::prepare`] then [`PreparedLanding::commit`].
     pub async fn land(
         &self,
         source: &str,
@@ -265,17 +258,50 @@ impl PgStore {
         rejected: &[(SourceRef, Reason, String)],
         next_row: u64,
     ) -> Result<Landed, PgError> {
+        self.prepare(source, trips, rejected, next_row)
+            .await?
+            .commit()
+            .await
+    }
+
+    /// Writes a batch into an open transaction without committing it: the
+    /// rows of `trips` (all from `source`, in row order) past the source's
+    /// recorded progress, and the rejected records past it. Rows below that
+    /// progress were landed (or dead-lettered) by an earlier transaction
+    /// and are counted as duplicates without touching the table.
+    ///
+    /// The progress row is not locked until the commit, so the next batch
+    /// of the same source can be prepared on a second connection while this
+    /// one is still being written; committing them in order keeps the
+    /// committed progress a prefix of the source. Should another process
+    /// land the same rows at the same time (a replica that lost its claim),
+    /// the source identity makes the later one fail instead of landing
+    /// them twice.
+    pub async fn prepare(
+        &self,
+        source: &str,
+        trips: &TripBatch,
+        rejected: &[(SourceRef, Reason, String)],
+        next_row: u64,
+    ) -> Result<PreparedLanding, PgError> {
         let mut tx = self.pool.begin().await.map_err(self.query_err("begin"))?;
-        let (landed_to, source_key): (i64, i32) = sqlx::query_as(AssertSqlSafe(format!(
-            "INSERT INTO {t}_ingest_progress (source, next_row) VALUES ($1, 0) \
-             ON CONFLICT (source) DO UPDATE SET next_row = {t}_ingest_progress.next_row \
-             RETURNING next_row, source_key",
-            t = self.qualified
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {}_ingest_progress (source, next_row) VALUES ($1, 0) \
+             ON CONFLICT (source) DO NOTHING",
+            self.qualified
+        )))
+        .bind(source)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.query_err("create ingest progress"))?;
+        let (landed_to, source_key): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT next_row, source_key FROM {}_ingest_progress WHERE source = $1",
+            self.qualified
         )))
         .bind(source)
         .fetch_one(&mut *tx)
         .await
-        .map_err(self.query_err("lock ingest progress"))?;
+        .map_err(self.query_err("read ingest progress"))?;
         let landed_to = landed_to.max(0) as u64;
         let new: Vec<usize> = (0..trips.len())
             .filter(|&i| trips.row[i] >= landed_to)
@@ -318,22 +344,15 @@ impl PgStore {
             .chain(rejected.iter().map(|r| r.0.row))
             .max()
             .map_or(next_row, |last| next_row.max(last + 1));
-        sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {}_ingest_progress SET next_row = GREATEST(next_row, $2), updated_at = now() \
-             WHERE source = $1",
-            self.qualified
-        )))
-        .bind(source)
-        .bind(next_row as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(self.query_err("advance ingest progress"))?;
-        tx.commit()
-            .await
-            .map_err(self.query_err("commit landing"))?;
-        Ok(Landed {
-            inserted,
-            duplicates: (trips.len() - new.len()) as u64,
+        Ok(PreparedLanding {
+            tx,
+            qualified: self.qualified.clone(),
+            source: source.to_owned(),
+            next_row,
+            landed: Landed {
+                inserted,
+                duplicates: (trips.len() - new.len()) as u64,
+            },
         })
     }
 
@@ -344,16 +363,11 @@ impl PgStore {
     async fn copy_rows(
         &self,
         tx: &mut Transaction<'static, Postgres>,
-        source: (&str, i32),
+        source: (&str, i64),
         trips: &TripBatch,
         rows: &[usize],
     ) -> Result<u64, PgError> {
         const PIECE_BYTES: usize = 1 << 20;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!("taxistream.landing.{}", self.qualified))
-            .execute(&mut **tx)
-            .await
-            .map_err(self.query_err("take landing lock"))?;
         let mut copy = tx
             .copy_in_raw(&format!(
                 "COPY {} (source_key, {COLUMNS}) FROM STDIN (FORMAT binary)",
@@ -529,6 +543,37 @@ impl PgStore {
 /// session that holds the lock.
 pub struct SourceClaim {
     _session: PgConnection,
+}
+
+/// A batch written by [`PgStore::prepare`], not committed yet.
+pub struct PreparedLanding {
+    tx: Transaction<'static, Postgres>,
+    qualified: String,
+    source: String,
+    next_row: u64,
+    landed: Landed,
+}
+
+impl PreparedLanding {
+    /// Advances the source's progress and commits. Batches of one source
+    /// must be committed in the order they were read.
+    pub async fn commit(mut self) -> Result<Landed, PgError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {}_ingest_progress SET next_row = GREATEST(next_row, $2), updated_at = now() \
+             WHERE source = $1",
+            self.qualified
+        )))
+        .bind(&self.source)
+        .bind(self.next_row as i64)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query_err(&self.qualified, "advance ingest progress"))?;
+        self.tx
+            .commit()
+            .await
+            .map_err(query_err(&self.qualified, "commit landing"))?;
+        Ok(self.landed)
+    }
 }
 
 /// The relay's open transaction over its progress row.

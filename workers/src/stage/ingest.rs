@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::config::Secret;
 use crate::dead_letter::{DeadLetter, Reason};
 use crate::error::StageError;
-use crate::io::postgres::PgStore;
+use crate::io::postgres::{PgError, PgStore, PreparedLanding};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::source::http::{Downloader, FetchOptions};
@@ -133,6 +133,37 @@ impl Feed {
     }
 }
 
+/// A batch being written on its own connection, committed once the one
+/// before it is: with two in flight, both cores serve the landing.
+struct InFlight {
+    landing: tokio::task::JoinHandle<Result<PreparedLanding, PgError>>,
+    read: u64,
+    dead: Vec<Reason>,
+    started: Instant,
+}
+
+impl InFlight {
+    /// Waits for the batch to be written, commits it and counts it.
+    async fn settle(self, metrics: &Metrics, stats: &mut IngestStats) -> Result<(), StageError> {
+        let prepared = self.landing.await.map_err(|e| StageError::Other {
+            what: "landing task",
+            detail: e.to_string(),
+        })??;
+        let landed = prepared.commit().await?;
+        for reason in &self.dead {
+            metrics.dead_letter(*reason);
+        }
+        metrics.records_in(self.read);
+        metrics.records_out(landed.inserted);
+        metrics.batch("land", self.started.elapsed());
+        stats.read += self.read;
+        stats.inserted += landed.inserted;
+        stats.duplicates += landed.duplicates;
+        stats.dead_letters += self.dead.len() as u64;
+        Ok(())
+    }
+}
+
 /// Lands one source; returns an error only for store failures (a broken
 /// source is recorded in `stats.failed`).
 #[allow(clippy::too_many_arguments)]
@@ -154,6 +185,7 @@ async fn ingest_source(
     let mut valid = Vec::new();
     let mut next_row = from_row;
     let mut failure = None;
+    let mut in_flight: Option<InFlight> = None;
     while let Some(item) = rx.recv().await {
         let batch = match item {
             Ok(b) => b,
@@ -180,17 +212,21 @@ async fn ingest_source(
             *keep &= *row >= from_row;
         }
         trips.retain(&valid);
-        let landed = store.land(input, &trips, &dead, next_row).await?;
-        for d in &dead {
-            metrics.dead_letter(d.1);
+        let landing = {
+            let (store, input) = (store.clone(), input.to_owned());
+            let dead = dead.clone();
+            tokio::spawn(async move { store.prepare(&input, &trips, &dead, next_row).await })
+        };
+        let batch = InFlight {
+            landing,
+            read,
+            dead: dead.iter().map(|d| d.1).collect(),
+            started,
+        };
+        // The previous batch commits while this one is being written.
+        if let Some(previous) = in_flight.replace(batch) {
+            previous.settle(metrics, stats).await?;
         }
-        metrics.records_in(read);
-        metrics.records_out(landed.inserted);
-        metrics.batch("land", started.elapsed());
-        stats.read += read;
-        stats.inserted += landed.inserted;
-        stats.duplicates += landed.duplicates;
-        stats.dead_letters += dead.len() as u64;
         if shutdown.requested() {
             tracing::info!(
                 source = input,
@@ -199,6 +235,9 @@ async fn ingest_source(
             );
             break;
         }
+    }
+    if let Some(last) = in_flight.take() {
+        last.settle(metrics, stats).await?;
     }
     drop(rx);
     // A reader that died (a panic outside the decoder, a cancelled task)

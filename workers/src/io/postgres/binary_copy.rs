@@ -83,9 +83,9 @@ fn timestamp(buf: &mut Vec<u8>, us: Micros) {
 
 /// Appends row `i` of `batch` as one tuple, landed under `source` (its
 /// name and key).
-pub(super) fn row(buf: &mut Vec<u8>, (source, key): (&str, i32), batch: &TripBatch, i: usize) {
+pub(super) fn row(buf: &mut Vec<u8>, (source, key): (&str, i64), batch: &TripBatch, i: usize) {
     buf.extend_from_slice(&FIELDS.to_be_bytes());
-    int4(buf, key);
+    int8(buf, key);
     bytes(buf, source.as_bytes());
     // Row numbers count records of one file: far below i64::MAX.
     int8(buf, batch.row[i] as i64);
@@ -193,7 +193,7 @@ mod tests {
         let be4 = |v: i32| Some(v.to_be_bytes().to_vec());
         let f8 = |v: f64| Some(v.to_bits().to_be_bytes().to_vec());
         let want = vec![
-            be4(7),
+            be8(7),
             Some(b"a\tb".to_vec()),
             be8(3),
             Some(b"green".to_vec()),
