@@ -168,11 +168,18 @@ async fn land(p: &Pipeline, trips: &[Trip]) -> PgStore {
         .map_or("synthetic".into(), |t| t.source.source.clone());
     for chunk in trips.chunks(5000) {
         let next = chunk.last().map_or(0, |t| t.source.row + 1);
-        store.land(&source, chunk, &[], next).await.unwrap();
+        store.land(&source, &batch(chunk), &[], next).await.unwrap();
     }
     let next = trips.last().map_or(0, |t| t.source.row + 1);
     store.complete(&source, next).await.unwrap();
     store
+}
+
+/// `trips` (of one source) as the column batch the store lands.
+fn batch(trips: &[Trip]) -> TripBatch {
+    let source = trips.first().map_or("", |t| t.source.source.as_str());
+    let dataset = trips.first().map_or(Dataset::Yellow, |t| t.dataset);
+    TripBatch::from_trips(Arc::from(source), dataset, trips)
 }
 
 async fn store(p: &Pipeline) -> PgStore {
@@ -547,7 +554,7 @@ async fn real_sample_lands_idempotently_resumes_and_streams_to_the_in_process_wi
         .filter(|t| t.source.row < 4000)
         .cloned()
         .collect();
-    store.land(&input, &first, &[], 4000).await.unwrap();
+    store.land(&input, &batch(&first), &[], 4000).await.unwrap();
     // ...resumes after them, and a second run of the same file lands nothing.
     p.run("ingest", &["--input", &input]);
     assert_eq!(store.count().await.unwrap(), trips.len() as i64);
@@ -1058,7 +1065,10 @@ async fn a_month_still_landing_holds_back_a_later_month_so_neither_is_late() {
         .filter(|t| t.source.row < 400)
         .cloned()
         .collect();
-    store.land(&early_name, &first, &[], 400).await.unwrap();
+    store
+        .land(&early_name, &batch(&first), &[], 400)
+        .await
+        .unwrap();
     let mut relay = p.spawn("relay", &[]);
     let mut agg = p.spawn("aggregate", &["--commit-interval-ms", "500"]);
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -1073,7 +1083,10 @@ async fn a_month_still_landing_holds_back_a_later_month_so_neither_is_late() {
         .cloned()
         .collect();
     let end = early_trips.last().map_or(0, |t| t.source.row + 1);
-    store.land(&early_name, &rest, &[], end).await.unwrap();
+    store
+        .land(&early_name, &batch(&rest), &[], end)
+        .await
+        .unwrap();
     store.complete(&early_name, end).await.unwrap();
     await_results(&p, &want, "two months");
     sigkill(&mut relay);

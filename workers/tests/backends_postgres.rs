@@ -4,10 +4,12 @@
 
 mod backends_support;
 
+use std::sync::Arc;
+
 use taxistream_worker::config::Secret;
 use taxistream_worker::dead_letter::Reason;
 use taxistream_worker::io::postgres::{OutboxBatch, PgSettings, PgStore, RelayProgress};
-use taxistream_worker::trip::{Dataset, SourceRef, Trip};
+use taxistream_worker::trip::{Dataset, SourceRef, Trip, TripBatch};
 
 fn trip(source: &str, row: u64, zone: i32) -> Trip {
     Trip {
@@ -42,6 +44,13 @@ fn trip(source: &str, row: u64, zone: i32) -> Trip {
     }
 }
 
+/// `trips` (of one source) as the column batch the store lands.
+fn batch(trips: &[Trip]) -> TripBatch {
+    let source = trips.first().map_or("", |t| t.source.source.as_str());
+    let dataset = trips.first().map_or(Dataset::Yellow, |t| t.dataset);
+    TripBatch::from_trips(Arc::from(source), dataset, trips)
+}
+
 async fn store() -> PgStore {
     let url = backends_support::postgres_url();
     let settings = PgSettings {
@@ -60,7 +69,10 @@ async fn landing_is_idempotent_and_the_outbox_reads_each_source_in_pickup_order(
     let a: Vec<Trip> = (0..1000)
         .map(|r| trip("a.parquet", r, 1 + (r % 265) as i32))
         .collect();
-    let first = store.land("a.parquet", &a[..600], &[], 600).await.unwrap();
+    let first = store
+        .land("a.parquet", &batch(&a[..600]), &[], 600)
+        .await
+        .unwrap();
     assert_eq!((first.inserted, first.duplicates), (600, 0));
     assert_eq!(
         store.progress("a.parquet").await.unwrap(),
@@ -68,7 +80,10 @@ async fn landing_is_idempotent_and_the_outbox_reads_each_source_in_pickup_order(
     );
 
     // A restart that re-reads the file from the top lands only what is new.
-    let again = store.land("a.parquet", &a, &[], 1000).await.unwrap();
+    let again = store
+        .land("a.parquet", &batch(&a), &[], 1000)
+        .await
+        .unwrap();
     assert_eq!((again.inserted, again.duplicates), (400, 600));
     store.complete("a.parquet", 1000).await.unwrap();
     assert_eq!(
@@ -85,8 +100,14 @@ async fn landing_is_idempotent_and_the_outbox_reads_each_source_in_pickup_order(
         Reason::ZoneOutOfRange,
         "PULocationID 999".to_owned(),
     )];
-    store.land("a.parquet", &[], &rejected, 1001).await.unwrap();
-    store.land("a.parquet", &[], &rejected, 1001).await.unwrap();
+    store
+        .land("a.parquet", &batch(&[]), &rejected, 1001)
+        .await
+        .unwrap();
+    store
+        .land("a.parquet", &batch(&[]), &rejected, 1001)
+        .await
+        .unwrap();
     let dead: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT count(*) FROM {}_dead_letters",
         store.qualified_table()
@@ -101,7 +122,7 @@ async fn landing_is_idempotent_and_the_outbox_reads_each_source_in_pickup_order(
     for (t, pickup) in b.iter_mut().zip((0..50).rev()) {
         t.pickup = a[500].pickup + pickup * 1_000_000;
     }
-    store.land("b.csv", &b, &[], 50).await.unwrap();
+    store.land("b.csv", &batch(&b), &[], 50).await.unwrap();
 
     // The outbox returns every row of a completed source once, in (pickup,
     // id) order, with the values landed, and pages from a stored position.

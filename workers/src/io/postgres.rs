@@ -2,16 +2,16 @@
 //! per-source ingest progress, rejected records, and the outbox the relay
 //! publishes from.
 //!
-//! Landing a batch is one transaction: `COPY` into a session-temporary
-//! staging table, then `INSERT … SELECT … ON CONFLICT (source, source_row) DO
-//! NOTHING` into the landing table under a transaction-level advisory lock,
-//! then the source's progress row. Ids are drawn under that lock, so they
-//! follow landing order. The relay reads each completed source as an outbox
-//! in (pickup, id) order: a landed source no longer changes, so that order
-//! is stable and a keyset position in it survives restarts.
+//! Landing a batch is one transaction: the source's progress is read, the
+//! rows past it are copied (binary `COPY`) straight into the landing table,
+//! rejected records are added in one statement, and the progress is
+//! advanced. Two batches of a source may be written at once on two
+//! connections and are committed in order. The relay reads each completed
+//! source as an outbox in (pickup, id) order: a landed source no longer
+//! changes, so that order is stable and a keyset position in it survives
+//! restarts.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ use crate::trip::{
     Micros, NULL_I32, SourceRef, Trip, TripBatch, format_micros, micros_from_naive,
     naive_from_micros,
 };
+
+mod binary_copy;
 
 /// Errors of the landing store, naming the table or source involved.
 #[derive(Debug, thiserror::Error)]
@@ -251,85 +253,149 @@ impl PgStore {
         Ok(())
     }
 
-    /// Lands `trips` (all from `source`, in row order) and rejected records,
-    /// and advances the source's progress to `next_row`, in one transaction.
+    /// Lands the rows of `trips` (all from `source`, in row order) and
+    /// rejected records, and advances the source's progress to `next_row`,
+    /// in one transaction: [`PgStore::prepare`] then [`PreparedLanding::commit`].
     pub async fn land(
         &self,
         source: &str,
-        trips: &[Trip],
+        trips: &TripBatch,
         rejected: &[(SourceRef, Reason, String)],
         next_row: u64,
     ) -> Result<Landed, PgError> {
+        self.prepare(source, trips, rejected, next_row)
+            .await?
+            .commit()
+            .await
+    }
+
+    /// Writes a batch into an open transaction without committing it: the
+    /// rows of `trips` (all from `source`, in row order) past the source's
+    /// recorded progress, and the rejected records past it. Rows below that
+    /// progress were landed (or dead-lettered) by an earlier transaction
+    /// and are counted as duplicates without touching the table.
+    ///
+    /// The progress row is not locked until the commit, so the next batch
+    /// of the same source can be prepared on a second connection while this
+    /// one is still being written; committing them in order keeps the
+    /// committed progress a prefix of the source. Should another process
+    /// land the same rows at the same time (a replica that lost its claim),
+    /// the source identity makes the later one fail instead of landing
+    /// them twice.
+    pub async fn prepare(
+        &self,
+        source: &str,
+        trips: &TripBatch,
+        rejected: &[(SourceRef, Reason, String)],
+        next_row: u64,
+    ) -> Result<PreparedLanding, PgError> {
         let mut tx = self.pool.begin().await.map_err(self.query_err("begin"))?;
-        let mut inserted = 0;
-        if !trips.is_empty() {
-            sqlx::query(AssertSqlSafe(format!(
-                "CREATE TEMP TABLE IF NOT EXISTS taxistream_staging ON COMMIT DELETE ROWS \
-                 AS SELECT {COLUMNS} FROM {} WITH NO DATA",
-                self.qualified
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(self.query_err("create staging table"))?;
-            let mut copy = tx
-                .copy_in_raw(&format!("COPY taxistream_staging ({COLUMNS}) FROM STDIN"))
-                .await
-                .map_err(self.query_err("start COPY"))?;
-            let mut buf = String::with_capacity(trips.len() * 200);
-            for t in trips {
-                copy_row(&mut buf, t);
-            }
-            copy.send(buf.into_bytes())
-                .await
-                .map_err(self.query_err("COPY rows"))?;
-            copy.finish().await.map_err(self.query_err("finish COPY"))?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(format!("taxistream.landing.{}", self.qualified))
-                .execute(&mut *tx)
-                .await
-                .map_err(self.query_err("take landing lock"))?;
-            inserted = sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {t} ({COLUMNS}) SELECT {COLUMNS} FROM taxistream_staging \
-                 ORDER BY source_row ON CONFLICT (source, source_row) DO NOTHING",
-                t = self.qualified
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(self.query_err("insert landed rows"))?
-            .rows_affected();
-        }
-        for (src, reason, detail) in rejected {
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {}_dead_letters (source, source_row, reason, detail) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (source, source_row) DO NOTHING",
-                self.qualified
-            )))
-            .bind(&src.source)
-            .bind(src.row as i64)
-            .bind(reason.as_str())
-            .bind(detail)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.query_err("insert dead letter"))?;
-        }
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {t}_ingest_progress (source, next_row) VALUES ($1, $2) \
-             ON CONFLICT (source) DO UPDATE SET \
-             next_row = GREATEST({t}_ingest_progress.next_row, EXCLUDED.next_row), updated_at = now()",
-            t = self.qualified
+            "INSERT INTO {}_ingest_progress (source, next_row) VALUES ($1, 0) \
+             ON CONFLICT (source) DO NOTHING",
+            self.qualified
         )))
         .bind(source)
-        .bind(next_row as i64)
         .execute(&mut *tx)
         .await
-        .map_err(self.query_err("advance ingest progress"))?;
-        tx.commit()
+        .map_err(self.query_err("create ingest progress"))?;
+        let (landed_to, source_key): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT next_row, source_key FROM {}_ingest_progress WHERE source = $1",
+            self.qualified
+        )))
+        .bind(source)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(self.query_err("read ingest progress"))?;
+        let landed_to = landed_to.max(0) as u64;
+        let new: Vec<usize> = (0..trips.len())
+            .filter(|&i| trips.row[i] >= landed_to)
+            .collect();
+        let mut inserted = 0;
+        if !new.is_empty() {
+            inserted = self
+                .copy_rows(&mut tx, (source, source_key), trips, &new)
+                .await?;
+        }
+        let rejected: Vec<_> = rejected
+            .iter()
+            .filter(|(src, _, _)| src.row >= landed_to)
+            .collect();
+        if !rejected.is_empty() {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {}_dead_letters (source, source_row, reason, detail) \
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[]) \
+                 ON CONFLICT (source, source_row) DO NOTHING",
+                self.qualified
+            )))
+            .bind(
+                rejected
+                    .iter()
+                    .map(|r| r.0.source.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rejected.iter().map(|r| r.0.row as i64).collect::<Vec<_>>())
+            .bind(rejected.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
+            .bind(rejected.iter().map(|r| r.2.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
             .await
-            .map_err(self.query_err("commit landing"))?;
-        Ok(Landed {
-            inserted,
-            duplicates: trips.len() as u64 - inserted,
+            .map_err(self.query_err("insert dead letters"))?;
+        }
+        // Past every row handled here, whatever the caller passed: rows
+        // below the progress must never be landed again.
+        let next_row = new
+            .iter()
+            .map(|&i| trips.row[i])
+            .chain(rejected.iter().map(|r| r.0.row))
+            .max()
+            .map_or(next_row, |last| next_row.max(last + 1));
+        Ok(PreparedLanding {
+            tx,
+            qualified: self.qualified.clone(),
+            source: source.to_owned(),
+            next_row,
+            landed: Landed {
+                inserted,
+                duplicates: (trips.len() - new.len()) as u64,
+            },
         })
+    }
+
+    /// Copies rows `rows` of `trips` into the landing table in binary
+    /// `COPY` format, under the source's name and key, sent in pieces so
+    /// the server inserts the first while the next is encoded. Returns the
+    /// rows copied.
+    async fn copy_rows(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        source: (&str, i64),
+        trips: &TripBatch,
+        rows: &[usize],
+    ) -> Result<u64, PgError> {
+        const PIECE_BYTES: usize = 1 << 20;
+        let mut copy = tx
+            .copy_in_raw(&format!(
+                "COPY {} (source_key, {COLUMNS}) FROM STDIN (FORMAT binary)",
+                self.qualified
+            ))
+            .await
+            .map_err(self.query_err("start COPY"))?;
+        let mut buf = Vec::with_capacity(PIECE_BYTES + 1024);
+        binary_copy::header(&mut buf);
+        for &i in rows {
+            binary_copy::row(&mut buf, source, trips, i);
+            if buf.len() >= PIECE_BYTES {
+                copy.send(buf.as_slice())
+                    .await
+                    .map_err(self.query_err("COPY rows"))?;
+                buf.clear();
+            }
+        }
+        binary_copy::trailer(&mut buf);
+        copy.send(buf.as_slice())
+            .await
+            .map_err(self.query_err("COPY rows"))?;
+        copy.finish().await.map_err(self.query_err("finish COPY"))
     }
 
     /// Claims `source` for this process with a session-level advisory lock,
@@ -484,6 +550,37 @@ pub struct SourceClaim {
     _session: PgConnection,
 }
 
+/// A batch written by [`PgStore::prepare`], not committed yet.
+pub struct PreparedLanding {
+    tx: Transaction<'static, Postgres>,
+    qualified: String,
+    source: String,
+    next_row: u64,
+    landed: Landed,
+}
+
+impl PreparedLanding {
+    /// Advances the source's progress and commits. Batches of one source
+    /// must be committed in the order they were read.
+    pub async fn commit(mut self) -> Result<Landed, PgError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {}_ingest_progress SET next_row = GREATEST(next_row, $2), updated_at = now() \
+             WHERE source = $1",
+            self.qualified
+        )))
+        .bind(&self.source)
+        .bind(self.next_row as i64)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(query_err(&self.qualified, "advance ingest progress"))?;
+        self.tx
+            .commit()
+            .await
+            .map_err(query_err(&self.qualified, "commit landing"))?;
+        Ok(self.landed)
+    }
+}
+
 /// The relay's open transaction over its progress row.
 pub struct RelayTx {
     tx: Transaction<'static, Postgres>,
@@ -532,7 +629,7 @@ impl RelayTx {
             "SELECT p.source, p.completed, r.last_pickup, r.last_id, n.pickup, n.id \
              FROM {t}_ingest_progress p \
              LEFT JOIN {t}_relay_sources r ON r.relay = $1 AND r.source = p.source \
-             LEFT JOIN LATERAL (SELECT x.pickup, x.id FROM {t} x WHERE x.source = p.source \
+             LEFT JOIN LATERAL (SELECT x.pickup, x.id FROM {t} x WHERE x.source_key = p.source_key \
                AND (x.pickup, x.id) > (COALESCE(r.last_pickup, '-infinity'), COALESCE(r.last_id, 0)) \
                ORDER BY x.pickup, x.id LIMIT 1) n ON true \
              WHERE NOT COALESCE(r.finished, false) \
@@ -594,12 +691,13 @@ impl RelayTx {
         let (after_pickup, after_id) = after.map_or((None, 0), |(p, id)| (Some(naive(p)), id));
         let sql = format!(
             // Infinite bounds rather than `IS NULL OR`, which would keep
-            // the planner from a range scan of the (source, pickup, id) index.
-            "SELECT {OUTBOX_COLUMNS} FROM {} WHERE source = $1 \
+            // the planner from a range scan of the (source_key, pickup, id) index.
+            "SELECT {OUTBOX_COLUMNS} FROM {t} \
+             WHERE source_key = (SELECT source_key FROM {t}_ingest_progress WHERE source = $1) \
              AND (pickup, id) > (COALESCE($2, '-infinity'::timestamp), $3) \
              AND pickup <= COALESCE($4, 'infinity'::timestamp) \
              ORDER BY pickup, id LIMIT $5",
-            self.qualified
+            t = self.qualified
         );
         let mut rows = sqlx::query(AssertSqlSafe(sql))
             .bind(source)
@@ -786,83 +884,6 @@ fn redact(message: &str, url: &Secret) -> String {
     message.replace(url.expose(), "***")
 }
 
-/// Appends `t` as one line of PostgreSQL's COPY text format.
-fn copy_row(buf: &mut String, t: &Trip) {
-    fn text(buf: &mut String, s: &str) {
-        for c in s.chars() {
-            match c {
-                '\\' => buf.push_str("\\\\"),
-                '\t' => buf.push_str("\\t"),
-                '\n' => buf.push_str("\\n"),
-                '\r' => buf.push_str("\\r"),
-                c => buf.push(c),
-            }
-        }
-    }
-    fn opt<T: std::fmt::Display>(buf: &mut String, v: Option<T>) {
-        match v {
-            Some(v) => {
-                let _ = write!(buf, "{v}");
-            }
-            None => buf.push_str("\\N"),
-        }
-    }
-    fn float(buf: &mut String, v: f64) {
-        if v.is_nan() {
-            buf.push_str("NaN");
-        } else if v.is_infinite() {
-            buf.push_str(if v > 0.0 { "Infinity" } else { "-Infinity" });
-        } else {
-            let _ = write!(buf, "{v}");
-        }
-    }
-    text(buf, &t.source.source);
-    let _ = write!(buf, "\t{}\t{}\t", t.source.row, t.dataset.as_str());
-    opt(buf, t.vendor_id);
-    let _ = write!(
-        buf,
-        "\t{}\t{}\t",
-        format_micros(t.pickup),
-        format_micros(t.dropoff)
-    );
-    opt(buf, t.passenger_count);
-    buf.push('\t');
-    float(buf, t.trip_distance);
-    buf.push('\t');
-    opt(buf, t.ratecode_id);
-    buf.push('\t');
-    opt(buf, t.store_and_fwd.map(|b| if b { "t" } else { "f" }));
-    let _ = write!(buf, "\t{}\t{}\t", t.pu_location_id, t.do_location_id);
-    opt(buf, t.payment_type);
-    for v in [
-        t.fare_amount,
-        t.extra,
-        t.mta_tax,
-        t.tip_amount,
-        t.tolls_amount,
-        t.improvement_surcharge,
-        t.total_amount,
-    ] {
-        buf.push('\t');
-        float(buf, v);
-    }
-    for v in [
-        t.congestion_surcharge,
-        t.airport_fee,
-        t.cbd_congestion_fee,
-        t.ehail_fee,
-    ] {
-        buf.push('\t');
-        match v {
-            Some(v) => float(buf, v),
-            None => buf.push_str("\\N"),
-        }
-    }
-    buf.push('\t');
-    opt(buf, t.trip_type);
-    buf.push_str(if t.refund { "\tt\n" } else { "\tf\n" });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -875,46 +896,5 @@ mod tests {
         assert!(!valid_identifier("t;drop table x"));
         assert!(!valid_identifier(""));
         assert!(!valid_identifier(&"a".repeat(64)));
-    }
-
-    #[test]
-    fn copy_text_escapes_source_names() {
-        let mut buf = String::new();
-        let trip = Trip {
-            source: SourceRef {
-                source: "a\tb\\c\nd".into(),
-                row: 3,
-            },
-            dataset: Dataset::Green,
-            vendor_id: None,
-            pickup: 0,
-            dropoff: 1_000_000,
-            passenger_count: Some(2),
-            trip_distance: 1.25,
-            ratecode_id: None,
-            store_and_fwd: Some(true),
-            pu_location_id: 1,
-            do_location_id: 2,
-            payment_type: None,
-            fare_amount: -3.5,
-            extra: 0.0,
-            mta_tax: 0.5,
-            tip_amount: 0.0,
-            tolls_amount: 0.0,
-            improvement_surcharge: 0.3,
-            total_amount: -2.7,
-            congestion_surcharge: None,
-            airport_fee: Some(1.75),
-            cbd_congestion_fee: None,
-            ehail_fee: None,
-            trip_type: Some(1),
-            refund: true,
-        };
-        copy_row(&mut buf, &trip);
-        assert_eq!(
-            buf,
-            "a\\tb\\\\c\\nd\t3\tgreen\t\\N\t1970-01-01 00:00:00\t1970-01-01 00:00:01\t2\t1.25\t\\N\tt\t1\t2\t\\N\t-3.5\t0\t0.5\t0\t0\t0.3\t-2.7\t\\N\t1.75\t\\N\t\\N\t1\tt\n"
-        );
-        assert_eq!(buf.matches('\t').count() + 1, COLUMNS.split(',').count());
     }
 }

@@ -3,9 +3,10 @@
 //! Each source is read with the data-plane readers on a blocking thread while
 //! the previous batch is being copied in, so reading and landing overlap.
 //! Every batch lands in one transaction together with the source's progress
-//! (see [`crate::io::postgres`]): a restart skips completed sources, skips the
-//! rows of a partly landed one that are already in, and the unique source
-//! identity turns anything landed twice into a no-op. Rows that fail parsing
+//! (see [`crate::io::postgres`]): a restart skips completed sources and skips
+//! the rows of a partly landed one that are already in, and the store skips
+//! anything below a source's recorded progress again under the lock of its
+//! progress row, so nothing lands twice. Rows that fail parsing
 //! or validation land in the dead-letter table with their reason.
 //!
 //! A source that cannot be read any further (truncated, corrupt) stops with
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::config::Secret;
 use crate::dead_letter::{DeadLetter, Reason};
 use crate::error::StageError;
-use crate::io::postgres::PgStore;
+use crate::io::postgres::{PgError, PgStore, PreparedLanding};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::source::http::{Downloader, FetchOptions};
@@ -29,7 +30,7 @@ use crate::source::spec::{InputSpec, expand_input};
 use crate::source::{ReadBatch, SourceError, next_batch_guarded, open_file};
 use crate::stage::fetch_args::FetchArgs;
 use crate::stage::runtime::{CommonArgs, StageRuntime};
-use crate::trip::{Dataset, SourceRef, Trip};
+use crate::trip::{Dataset, SourceRef};
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Validator};
 use taxistream_crds::worker_config::OpenDataConfig;
 
@@ -132,6 +133,37 @@ impl Feed {
     }
 }
 
+/// A batch being written on its own connection, committed once the one
+/// before it is: with two in flight, both cores serve the landing.
+struct InFlight {
+    landing: tokio::task::JoinHandle<Result<PreparedLanding, PgError>>,
+    read: u64,
+    dead: Vec<Reason>,
+    started: Instant,
+}
+
+impl InFlight {
+    /// Waits for the batch to be written, commits it and counts it.
+    async fn settle(self, metrics: &Metrics, stats: &mut IngestStats) -> Result<(), StageError> {
+        let prepared = self.landing.await.map_err(|e| StageError::Other {
+            what: "landing task",
+            detail: e.to_string(),
+        })??;
+        let landed = prepared.commit().await?;
+        for reason in &self.dead {
+            metrics.dead_letter(*reason);
+        }
+        metrics.records_in(self.read);
+        metrics.records_out(landed.inserted);
+        metrics.batch("land", self.started.elapsed());
+        stats.read += self.read;
+        stats.inserted += landed.inserted;
+        stats.duplicates += landed.duplicates;
+        stats.dead_letters += self.dead.len() as u64;
+        Ok(())
+    }
+}
+
 /// Lands one source; returns an error only for store failures (a broken
 /// source is recorded in `stats.failed`).
 #[allow(clippy::too_many_arguments)]
@@ -153,6 +185,7 @@ async fn ingest_source(
     let mut valid = Vec::new();
     let mut next_row = from_row;
     let mut failure = None;
+    let mut in_flight: Option<InFlight> = None;
     while let Some(item) = rx.recv().await {
         let batch = match item {
             Ok(b) => b,
@@ -165,31 +198,35 @@ async fn ingest_source(
         // Rows the reader could not parse, plus the parsed ones (valid or not).
         let read = batch.trips.len() as u64 + batch.rejects.len() as u64;
         let mut letters = batch.rejects;
-        validator.check(&batch.trips, &mut valid, |d| letters.push(d));
-        let trips: Vec<Trip> = (0..batch.trips.len())
-            .filter(|&i| valid[i] && batch.trips.row[i] >= from_row)
-            .map(|i| batch.trips.row(i))
-            .collect();
+        let mut trips = batch.trips;
+        validator.check(&trips, &mut valid, |d| letters.push(d));
         let dead = rejected(&letters, from_row);
-        let batch_end = batch
-            .trips
+        let batch_end = trips
             .row
             .iter()
             .chain(letters.iter().map(|d| &d.source.row))
             .max()
             .map_or(next_row, |r| r + 1);
         next_row = next_row.max(batch_end);
-        let landed = store.land(input, &trips, &dead, next_row).await?;
-        for d in &dead {
-            metrics.dead_letter(d.1);
+        for (keep, row) in valid.iter_mut().zip(&trips.row) {
+            *keep &= *row >= from_row;
         }
-        metrics.records_in(read);
-        metrics.records_out(landed.inserted);
-        metrics.batch("land", started.elapsed());
-        stats.read += read;
-        stats.inserted += landed.inserted;
-        stats.duplicates += landed.duplicates;
-        stats.dead_letters += dead.len() as u64;
+        trips.retain(&valid);
+        let landing = {
+            let (store, input) = (store.clone(), input.to_owned());
+            let dead = dead.clone();
+            tokio::spawn(async move { store.prepare(&input, &trips, &dead, next_row).await })
+        };
+        let batch = InFlight {
+            landing,
+            read,
+            dead: dead.iter().map(|d| d.1).collect(),
+            started,
+        };
+        // The previous batch commits while this one is being written.
+        if let Some(previous) = in_flight.replace(batch) {
+            previous.settle(metrics, stats).await?;
+        }
         if shutdown.requested() {
             tracing::info!(
                 source = input,
@@ -198,6 +235,9 @@ async fn ingest_source(
             );
             break;
         }
+    }
+    if let Some(last) = in_flight.take() {
+        last.settle(metrics, stats).await?;
     }
     drop(rx);
     // A reader that died (a panic outside the decoder, a cancelled task)
