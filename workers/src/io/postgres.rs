@@ -26,10 +26,7 @@ use taxistream_crds::pipeline::{Dataset, PgSslMode as SslMode};
 
 use crate::config::Secret;
 use crate::dead_letter::Reason;
-use crate::trip::{
-    Micros, NULL_I32, SourceRef, Trip, TripBatch, format_micros, micros_from_naive,
-    naive_from_micros,
-};
+use crate::trip::{Micros, NULL_I32, SourceRef, TripBatch, micros_from_naive, naive_from_micros};
 
 mod binary_copy;
 

@@ -140,18 +140,17 @@ impl ParquetTripReader {
     ) -> Result<(), SourceError> {
         if let Some(text) = self.texts(col, f)? {
             let text = text.as_string::<i32>();
-            dst.extend((0..text.len())
-                .map(|i| {
-                    let s = if text.is_valid(i) { text.value(i) } else { "" };
-                    if s.trim().is_empty() {
-                        problems.null(i, f);
-                        return 0;
-                    }
-                    parse_timestamp(s).unwrap_or_else(|| {
-                        problems.unparsed(i, f, format!("{s:?} is not a timestamp"), s);
-                        0
-                    })
-                }));
+            dst.extend((0..text.len()).map(|i| {
+                let s = if text.is_valid(i) { text.value(i) } else { "" };
+                if s.trim().is_empty() {
+                    problems.null(i, f);
+                    return 0;
+                }
+                parse_timestamp(s).unwrap_or_else(|| {
+                    problems.unparsed(i, f, format!("{s:?} is not a timestamp"), s);
+                    0
+                })
+            }));
             return Ok(());
         }
         let zone = match col.data_type() {
