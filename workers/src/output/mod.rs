@@ -2,6 +2,7 @@
 //! lines or Parquet. Writers receive results as the engine emits them, so
 //! nothing but the table is held in memory.
 
+pub mod background;
 pub mod parquet;
 pub mod table;
 pub mod text;
@@ -106,7 +107,7 @@ pub fn open(
     max_table_rows: usize,
 ) -> Result<Box<dyn ResultWriter>, OutputError> {
     let name = path.map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
-    let sink = || -> Result<Box<dyn std::io::Write>, OutputError> {
+    let sink = || -> Result<Box<dyn std::io::Write + Send>, OutputError> {
         Ok(match path {
             Some(p) => Box::new(std::io::BufWriter::with_capacity(
                 1 << 20,
@@ -124,8 +125,14 @@ pub fn open(
             name.clone(),
             max_table_rows,
         )),
-        Format::Csv => Box::new(text::CsvWriter::new(sink()?, name.clone(), group_by)?),
-        Format::Jsonl => Box::new(text::JsonLinesWriter::new(sink()?, name.clone())),
+        Format::Csv => Box::new(background::Background::start(
+            Box::new(text::CsvWriter::new(sink()?, name.clone(), group_by)?),
+            name.clone(),
+        )?),
+        Format::Jsonl => Box::new(background::Background::start(
+            Box::new(text::JsonLinesWriter::new(sink()?, name.clone())),
+            name.clone(),
+        )?),
         Format::Parquet => {
             let Some(p) = path else {
                 return Err(OutputError::Encode {

@@ -30,7 +30,7 @@ fn write_float(out: &mut String, v: f64) {
 
 /// CSV with a header line; timestamps as `YYYY-MM-DD HH:MM:SS`, nulls empty.
 pub struct CsvWriter {
-    out: csv::Writer<Box<dyn Write>>,
+    out: csv::Writer<Box<dyn Write + Send>>,
     path: String,
     /// Each field's text, reused: a `String` per field and row was most of
     /// the time of a CSV output.
@@ -38,7 +38,11 @@ pub struct CsvWriter {
 }
 
 impl CsvWriter {
-    pub fn new(out: Box<dyn Write>, path: String, group_by: GroupBy) -> Result<Self, OutputError> {
+    pub fn new(
+        out: Box<dyn Write + Send>,
+        path: String,
+        group_by: GroupBy,
+    ) -> Result<Self, OutputError> {
         let mut out = csv::Writer::from_writer(out);
         out.write_record(columns(group_by))
             .map_err(|e| csv_err(&path, e))?;
@@ -134,12 +138,12 @@ impl ResultWriter for CsvWriter {
 
 /// One JSON object per result, the object of the aggregates topic's `window/1`.
 pub struct JsonLinesWriter {
-    out: Box<dyn Write>,
+    out: Box<dyn Write + Send>,
     path: String,
 }
 
 impl JsonLinesWriter {
-    pub fn new(out: Box<dyn Write>, path: String) -> Self {
+    pub fn new(out: Box<dyn Write + Send>, path: String) -> Self {
         Self { out, path }
     }
 }
