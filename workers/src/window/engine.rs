@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accumulators::{Accumulator, RecordValues};
 use super::keys::KeyMapper;
-use super::rows::WindowInput;
+use super::rows::{WindowColumns, WindowInput};
 use super::snapshot::{EngineSnapshot, SNAPSHOT_VERSION, SnapshotWindow};
 use super::watermark::Watermark;
 use super::{GroupBy, WindowConfig, WindowError};
@@ -159,18 +159,16 @@ impl WindowEngine {
     ) {
         let mut key_buf = std::mem::take(&mut self.key_buf);
         let keys = batch.keys(&self.keys, &mut key_buf);
-        let pickup = batch.pickup();
-        let (dropoff, passengers, distance) = (
-            batch.dropoff(),
-            batch.passenger_count(),
-            batch.trip_distance(),
-        );
-        let (fare, tip, tolls, total) = (
-            batch.fare_amount(),
-            batch.tip_amount(),
-            batch.tolls_amount(),
-            batch.total_amount(),
-        );
+        let WindowColumns {
+            pickup,
+            dropoff,
+            passenger_count: passengers,
+            trip_distance: distance,
+            fare_amount: fare,
+            tip_amount: tip,
+            tolls_amount: tolls,
+            total_amount: total,
+        } = batch.columns();
         let n = pickup.len();
         let cfg = self.config;
         let per_record = cfg.windows_per_record();

@@ -6,45 +6,46 @@
 use super::keys::KeyMapper;
 use crate::trip::{Micros, TripBatch};
 
-/// Columns the engine reads, all of the same length.
+/// The columns the engine reads, all of the same length.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowColumns<'a> {
+    pub pickup: &'a [Micros],
+    pub dropoff: &'a [Micros],
+    pub passenger_count: &'a [i32],
+    pub trip_distance: &'a [f64],
+    pub fare_amount: &'a [f64],
+    pub tip_amount: &'a [f64],
+    pub tolls_amount: &'a [f64],
+    pub total_amount: &'a [f64],
+}
+
+/// Rows the engine can window: their columns and each row's key.
 pub trait WindowInput {
-    fn pickup(&self) -> &[Micros];
-    fn dropoff(&self) -> &[Micros];
-    fn passenger_count(&self) -> &[i32];
-    fn trip_distance(&self) -> &[f64];
-    fn fare_amount(&self) -> &[f64];
-    fn tip_amount(&self) -> &[f64];
-    fn tolls_amount(&self) -> &[f64];
-    fn total_amount(&self) -> &[f64];
+    fn columns(&self) -> WindowColumns<'_>;
     /// The key index of every row under `keys`, in `buf` when it has to be
     /// computed.
     fn keys<'a>(&'a self, keys: &KeyMapper, buf: &'a mut Vec<u16>) -> &'a [u16];
 }
 
+/// The engine's columns of any struct with fields of the same names.
+macro_rules! window_columns {
+    ($rows:expr) => {
+        WindowColumns {
+            pickup: &$rows.pickup,
+            dropoff: &$rows.dropoff,
+            passenger_count: &$rows.passenger_count,
+            trip_distance: &$rows.trip_distance,
+            fare_amount: &$rows.fare_amount,
+            tip_amount: &$rows.tip_amount,
+            tolls_amount: &$rows.tolls_amount,
+            total_amount: &$rows.total_amount,
+        }
+    };
+}
+
 impl WindowInput for TripBatch {
-    fn pickup(&self) -> &[Micros] {
-        &self.pickup
-    }
-    fn dropoff(&self) -> &[Micros] {
-        &self.dropoff
-    }
-    fn passenger_count(&self) -> &[i32] {
-        &self.passenger_count
-    }
-    fn trip_distance(&self) -> &[f64] {
-        &self.trip_distance
-    }
-    fn fare_amount(&self) -> &[f64] {
-        &self.fare_amount
-    }
-    fn tip_amount(&self) -> &[f64] {
-        &self.tip_amount
-    }
-    fn tolls_amount(&self) -> &[f64] {
-        &self.tolls_amount
-    }
-    fn total_amount(&self) -> &[f64] {
-        &self.total_amount
+    fn columns(&self) -> WindowColumns<'_> {
+        window_columns!(self)
     }
     fn keys<'a>(&'a self, keys: &KeyMapper, buf: &'a mut Vec<u16>) -> &'a [u16] {
         keys.fill(self, buf);
@@ -167,29 +168,8 @@ impl WindowRows {
 }
 
 impl WindowInput for WindowRows {
-    fn pickup(&self) -> &[Micros] {
-        &self.pickup
-    }
-    fn dropoff(&self) -> &[Micros] {
-        &self.dropoff
-    }
-    fn passenger_count(&self) -> &[i32] {
-        &self.passenger_count
-    }
-    fn trip_distance(&self) -> &[f64] {
-        &self.trip_distance
-    }
-    fn fare_amount(&self) -> &[f64] {
-        &self.fare_amount
-    }
-    fn tip_amount(&self) -> &[f64] {
-        &self.tip_amount
-    }
-    fn tolls_amount(&self) -> &[f64] {
-        &self.tolls_amount
-    }
-    fn total_amount(&self) -> &[f64] {
-        &self.total_amount
+    fn columns(&self) -> WindowColumns<'_> {
+        window_columns!(self)
     }
     fn keys<'a>(&'a self, _keys: &KeyMapper, _buf: &'a mut Vec<u16>) -> &'a [u16] {
         &self.key
