@@ -83,6 +83,17 @@ pub struct DeadLetter {
     /// The raw text, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+    /// The message it arrived in, byte for byte, for a dead-letter topic
+    /// that passes it on unchanged (a file or table keeps `trip` or `raw`).
+    #[serde(skip)]
+    pub message: Option<RawMessage>,
+}
+
+/// A Kafka message as it arrived.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawMessage {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
 }
 
 impl DeadLetter {
@@ -95,6 +106,7 @@ impl DeadLetter {
             detail,
             trip: None,
             raw,
+            message: None,
         }
     }
 
@@ -107,6 +119,30 @@ impl DeadLetter {
             detail,
             trip: Some(trip),
             raw: None,
+            message: None,
+        }
+    }
+
+    /// A Kafka message that could not be used as a whole (it does not
+    /// decode): `origin` is its `topic/partition@offset`.
+    pub fn message(
+        origin: String,
+        reason: Reason,
+        field: Option<&str>,
+        detail: String,
+        message: RawMessage,
+    ) -> Self {
+        Self {
+            source: SourceRef {
+                source: origin,
+                row: 0,
+            },
+            reason,
+            field: field.map(str::to_string),
+            detail,
+            trip: None,
+            raw: None,
+            message: Some(message),
         }
     }
 
@@ -127,6 +163,7 @@ impl DeadLetter {
             detail,
             trip: Some(trip),
             raw: None,
+            message: None,
         }
     }
 }

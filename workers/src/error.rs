@@ -24,3 +24,11 @@ pub enum StageError {
     #[error("probe server on port {port}: {source}")]
     Probe { port: u16, source: std::io::Error },
 }
+
+/// Sources that cannot fail ([`crate::source::feed::SourceFeed`] keeps a
+/// failed source's error beside its rows instead).
+impl From<std::convert::Infallible> for StageError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}

@@ -12,7 +12,10 @@
 //! (truncated, corrupt, wrong layout, not trip data at all) ends with a
 //! [`SourceError`] naming it and saying what is wrong.
 
+pub mod aggregates_topic;
+pub mod consumer;
 pub mod csv;
+pub mod feed;
 pub mod fields;
 pub mod http;
 pub mod open_data;
