@@ -228,3 +228,260 @@ where
     source.commit(state).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::dead_letter::Reason;
+    use crate::trip::SourceRef;
+
+    type Log = Rc<RefCell<Vec<String>>>;
+
+    struct Script {
+        pulls: VecDeque<Pull<Vec<i64>, Vec<i64>>>,
+        log: Log,
+    }
+
+    impl BatchSource for Script {
+        type Batch = Vec<i64>;
+        type State = Vec<i64>;
+        type Error = Infallible;
+
+        async fn pull(&mut self) -> Result<Pull<Vec<i64>, Vec<i64>>, Infallible> {
+            match self.pulls.pop_front() {
+                Some(p) => Ok(p),
+                // Past the script: wait as a live source does until shutdown.
+                None => std::future::pending().await,
+            }
+        }
+
+        async fn commit(&mut self, state: Vec<i64>) -> Result<(), Infallible> {
+            self.log.borrow_mut().push(format!("commit {state:?}"));
+            Ok(())
+        }
+    }
+
+    /// Keeps a running sum as its state; negative numbers are dead letters.
+    #[derive(Default)]
+    struct Sum {
+        total: i64,
+    }
+
+    impl Transform for Sum {
+        type In = Vec<i64>;
+        type Out = Vec<i64>;
+        type State = Vec<i64>;
+        type Error = Infallible;
+
+        fn apply(
+            &mut self,
+            input: Vec<i64>,
+            out: &mut Vec<i64>,
+            dead: &mut Vec<DeadLetter>,
+        ) -> Result<(), Infallible> {
+            for v in input {
+                if v < 0 {
+                    let source = SourceRef {
+                        source: "script".into(),
+                        row: 0,
+                    };
+                    dead.push(DeadLetter::unparsable(source, "v", v.to_string(), None));
+                } else {
+                    self.total += v;
+                    out.push(v);
+                }
+            }
+            Ok(())
+        }
+
+        fn finish(&mut self, out: &mut Vec<i64>) -> Result<(), Infallible> {
+            out.push(self.total);
+            Ok(())
+        }
+
+        fn checkpoint(&mut self) -> Result<Vec<i64>, Infallible> {
+            Ok(vec![self.total])
+        }
+
+        fn rebalance(&mut self, change: Rebalance<Vec<i64>>) -> Result<(), Infallible> {
+            match change {
+                Rebalance::Assigned(s) => self.total = s.iter().sum(),
+                // The one partition's state goes with it.
+                Rebalance::Revoked(_) => self.total = 0,
+            }
+            Ok(())
+        }
+    }
+
+    /// Acknowledges only on flush, and logs both.
+    struct Recorder {
+        log: Log,
+        unacked: usize,
+    }
+
+    impl BatchSink for Recorder {
+        type Batch = Vec<i64>;
+        type Error = Infallible;
+
+        async fn write(&mut self, batch: &mut Vec<i64>) -> Result<(), Infallible> {
+            self.log.borrow_mut().push(format!("write {batch:?}"));
+            self.unacked += batch.len();
+            batch.clear();
+            Ok(())
+        }
+
+        async fn flush(&mut self) -> Result<(), Infallible> {
+            self.log.borrow_mut().push(format!("ack {}", self.unacked));
+            self.unacked = 0;
+            Ok(())
+        }
+    }
+
+    impl DeadLetterSink for Recorder {
+        type Error = Infallible;
+
+        async fn send(&mut self, letters: &mut Vec<DeadLetter>) -> Result<(), Infallible> {
+            for l in letters.drain(..) {
+                assert_eq!(l.reason, Reason::Unparsable);
+                self.log.borrow_mut().push(format!("dead {}", l.detail));
+            }
+            Ok(())
+        }
+
+        async fn flush(&mut self) -> Result<(), Infallible> {
+            self.log.borrow_mut().push("dead ack".into());
+            Ok(())
+        }
+    }
+
+    #[derive(Debug)]
+    enum Never {}
+
+    impl From<Infallible> for Never {
+        fn from(never: Infallible) -> Self {
+            match never {}
+        }
+    }
+
+    fn batch(values: &[i64], barrier: bool) -> Pull<Vec<i64>, Vec<i64>> {
+        Pull::Batch {
+            batch: values.to_vec(),
+            barrier,
+        }
+    }
+
+    async fn run(
+        pulls: Vec<Pull<Vec<i64>, Vec<i64>>>,
+        interval: Duration,
+    ) -> (Stopped, Vec<String>) {
+        let log = Log::default();
+        let mut source = Script {
+            pulls: pulls.into(),
+            log: log.clone(),
+        };
+        let mut sink = Recorder {
+            log: log.clone(),
+            unacked: 0,
+        };
+        let mut dead = Recorder {
+            log: log.clone(),
+            unacked: 0,
+        };
+        let (trigger, shutdown) = Shutdown::manual();
+        let stop_later = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            trigger.fire();
+        });
+        let stopped = drive::<_, _, _, _, Never>(
+            &mut source,
+            &mut Sum::default(),
+            &mut sink,
+            &mut dead,
+            DriveOptions {
+                commit_interval: interval,
+            },
+            &shutdown,
+        )
+        .await;
+        stop_later.abort();
+        let log = log.borrow().clone();
+        (stopped.unwrap_or_else(|e| match e {}), log)
+    }
+
+    #[tokio::test]
+    async fn commits_only_after_both_sinks_acknowledge_and_finishes_at_the_end() {
+        let (stopped, log) = run(
+            vec![
+                batch(&[1, -2, 3], false),
+                batch(&[4], true),
+                batch(&[5], false),
+                Pull::End,
+            ],
+            Duration::from_secs(3600),
+        )
+        .await;
+        assert_eq!(stopped, Stopped::Drained);
+        assert_eq!(
+            log,
+            [
+                "dead -2",
+                "write [1, 3]",
+                "write [4]",
+                // The barrier: acknowledgements, then the commit with the state so far.
+                "ack 3",
+                "dead ack",
+                "commit [8]",
+                "write [5]",
+                // End of input: the transform's held state goes out before the last commit.
+                "write [13]",
+                "ack 2",
+                "dead ack",
+                "commit [13]",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_commits_what_was_pulled_without_finishing() {
+        let (stopped, log) = run(
+            vec![batch(&[7], false), Pull::Idle],
+            Duration::from_secs(3600),
+        )
+        .await;
+        assert_eq!(stopped, Stopped::Shutdown);
+        assert_eq!(log, ["write [7]", "ack 1", "dead ack", "commit [7]"]);
+    }
+
+    #[tokio::test]
+    async fn interval_commits_and_rebalances_reach_the_transform() {
+        let (stopped, log) = run(
+            vec![
+                Pull::Rebalance(Rebalance::Assigned(vec![10, 20])),
+                batch(&[1], false),
+                Pull::Rebalance(Rebalance::Revoked(vec![("t".into(), 0)])),
+                Pull::End,
+            ],
+            Duration::ZERO,
+        )
+        .await;
+        assert_eq!(stopped, Stopped::Drained);
+        assert_eq!(
+            log,
+            [
+                "write [1]",
+                "ack 1",
+                "dead ack",
+                "commit [31]",
+                "write [0]",
+                "ack 1",
+                "dead ack",
+                "commit [0]",
+            ]
+        );
+    }
+}
