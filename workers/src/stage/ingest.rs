@@ -71,6 +71,15 @@ pub struct IngestStats {
     pub failed: Vec<String>,
 }
 
+impl IngestStats {
+    fn add(&mut self, landed: LandingCounts) {
+        self.read += landed.read;
+        self.inserted += landed.inserted;
+        self.duplicates += landed.duplicates;
+        self.dead_letters += landed.dead_letters;
+    }
+}
+
 /// One ingest run over a list of inputs.
 struct Landing<'a> {
     store: &'a PgStore,
@@ -81,15 +90,6 @@ struct Landing<'a> {
     metrics: &'a Metrics,
     shutdown: &'a Shutdown,
     stats: IngestStats,
-}
-
-impl IngestStats {
-    fn add(&mut self, landed: LandingCounts) {
-        self.read += landed.read;
-        self.inserted += landed.inserted;
-        self.duplicates += landed.duplicates;
-        self.dead_letters += landed.dead_letters;
-    }
 }
 
 impl Landing<'_> {
