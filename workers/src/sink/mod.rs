@@ -1,9 +1,12 @@
 //! Sinks: where a stage's output and its dead letters go (see
 //! [`crate::flow`]). Each acknowledges in the order it was given batches.
 //!
+//! - [`landing_table`]: rows, their dead letters and the source's progress
+//!   into PostgreSQL, one transaction per batch (`ingest`);
 //! - [`results_table`]: window results upserted into Cassandra (`sink`);
 //! - [`dead_letter_topic`]: dead letters to the dead-letter topic, with
 //!   their reason, detail, stage and origin as headers.
 
 pub mod dead_letter_topic;
+pub mod landing_table;
 pub mod results_table;

@@ -1,40 +1,49 @@
-//! The `ingest` stage: source files → validation → PostgreSQL landing table.
+//! The `ingest` stage: source files, URLs or an Open Data query → validation
+//! → PostgreSQL landing table. Per source: a [`SourceFeed`] reads it ahead
+//! on a thread of its own, [`LandingChecks`] validates each batch and keeps
+//! what lies past the source's recorded progress, and a [`LandingTable`]
+//! lands it, rows, dead letters and progress in one transaction per batch
+//! (see [`crate::sink::landing_table`]). A restart skips completed sources
+//! and the landed rows of a partly landed one, so nothing lands twice.
 //!
-//! Each source is read with the data-plane readers on a blocking thread while
-//! the previous batch is being copied in, so reading and landing overlap.
-//! Every batch lands in one transaction together with the source's progress
-//! (see [`crate::io::postgres`]): a restart skips completed sources and skips
-//! the rows of a partly landed one that are already in, and the store skips
-//! anything below a source's recorded progress again under the lock of its
-//! progress row, so nothing lands twice. Rows that fail parsing
-//! or validation land in the dead-letter table with their reason.
-//!
+//! Replicas share the sources through claims ([`PgStore::claim_source`]).
 //! A source that cannot be read any further (truncated, corrupt) stops with
 //! an error naming it; the others are still landed, and the stage reports
 //! the failure at the end.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::config::Secret;
-use crate::dead_letter::{DeadLetter, Reason};
+use crate::dead_letter::Reason;
 use crate::error::StageError;
-use crate::io::postgres::{PgError, PgStore, PreparedLanding};
+use crate::flow::{self, DriveOptions, Stopped};
+use crate::io::postgres::PgStore;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::sink::landing_table::{LandingCounts, LandingTable};
+use crate::source::feed::{Feed, SourceFeed};
 use crate::source::http::{Downloader, FetchOptions};
 use crate::source::open_data::{OpenDataPager, OpenDataQuery};
+use crate::source::open_file;
 use crate::source::spec::{InputSpec, expand_input};
-use crate::source::{ReadBatch, SourceError, next_batch_guarded, open_file};
 use crate::stage::fetch_args::FetchArgs;
 use crate::stage::runtime::{CommonArgs, StageRuntime};
-use crate::trip::{Dataset, SourceRef};
+use crate::transform::landing_checks::LandingChecks;
+use crate::trip::Dataset;
 use crate::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Validator};
 use taxistream_crds::worker_config::OpenDataConfig;
 
 const STAGE: &str = "ingest";
+
+/// Each batch commits its rows with the source's progress in the landing
+/// table, so the driver's commits have nothing to add before the end of a
+/// source; committing earlier would only drain the two batches in flight.
+const DRIVE: DriveOptions = DriveOptions {
+    commit_interval: Duration::MAX,
+};
 
 /// `taxistream-worker ingest`
 #[derive(Debug, Clone, clap::Args)]
@@ -62,207 +71,13 @@ pub struct IngestStats {
     pub failed: Vec<String>,
 }
 
-fn rejected(letters: &[DeadLetter], from_row: u64) -> Vec<(SourceRef, Reason, String)> {
-    letters
-        .iter()
-        .filter(|d| d.source.row >= from_row)
-        .map(|d| {
-            let detail = match &d.field {
-                Some(f) => format!("{f}: {}", d.detail),
-                None => d.detail.clone(),
-            };
-            (d.source.clone(), d.reason, detail)
-        })
-        .collect()
-}
-
-/// Where a source's batches come from.
-enum Feed {
-    File(PathBuf),
-    OpenData(OpenDataPager),
-}
-
-type Batches = mpsc::Receiver<Result<ReadBatch, SourceError>>;
-
-impl Feed {
-    /// Starts producing batches a little ahead of the landing, so reading
-    /// (CPU-bound decoding on a blocking thread, or API paging) overlaps
-    /// with the `COPY` of the previous batch.
-    fn spawn(self, name: &str, dataset: Dataset) -> (Batches, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel::<Result<ReadBatch, SourceError>>(2);
-        let name = name.to_owned();
-        let handle = match self {
-            Feed::File(path) => tokio::task::spawn_blocking(move || {
-                let mut reader = match open_file(&path, &name, dataset) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return;
-                    }
-                };
-                loop {
-                    // As in `run`: a decoder bug on corrupt input costs this source only.
-                    let item = next_batch_guarded(reader.as_mut()).transpose();
-                    let last = !matches!(item, Some(Ok(_)));
-                    if let Some(item) = item
-                        && tx.blocking_send(item).is_err()
-                    {
-                        return;
-                    }
-                    if last {
-                        return;
-                    }
-                }
-            }),
-            Feed::OpenData(mut pager) => tokio::spawn(async move {
-                loop {
-                    let item = pager.next_batch().await.transpose();
-                    let last = !matches!(item, Some(Ok(_)));
-                    if let Some(item) = item
-                        && tx.send(item).await.is_err()
-                    {
-                        return;
-                    }
-                    if last {
-                        return;
-                    }
-                }
-            }),
-        };
-        (rx, handle)
+impl IngestStats {
+    fn add(&mut self, landed: LandingCounts) {
+        self.read += landed.read;
+        self.inserted += landed.inserted;
+        self.duplicates += landed.duplicates;
+        self.dead_letters += landed.dead_letters;
     }
-}
-
-/// A batch being written on its own connection, committed once the one
-/// before it is: with two in flight, both cores serve the landing.
-struct InFlight {
-    landing: tokio::task::JoinHandle<Result<PreparedLanding, PgError>>,
-    read: u64,
-    dead: Vec<Reason>,
-    started: Instant,
-}
-
-impl InFlight {
-    /// Waits for the batch to be written, commits it and counts it.
-    async fn settle(self, metrics: &Metrics, stats: &mut IngestStats) -> Result<(), StageError> {
-        let prepared = self.landing.await.map_err(|e| StageError::Other {
-            what: "landing task",
-            detail: e.to_string(),
-        })??;
-        let landed = prepared.commit().await?;
-        for reason in &self.dead {
-            metrics.dead_letter(*reason);
-        }
-        metrics.records_in(self.read);
-        metrics.records_out(landed.inserted);
-        metrics.batch("land", self.started.elapsed());
-        stats.read += self.read;
-        stats.inserted += landed.inserted;
-        stats.duplicates += landed.duplicates;
-        stats.dead_letters += self.dead.len() as u64;
-        Ok(())
-    }
-}
-
-/// Lands one source; returns an error only for store failures (a broken
-/// source is recorded in `stats.failed`).
-#[allow(clippy::too_many_arguments)]
-async fn ingest_source(
-    store: &PgStore,
-    input: &str,
-    feed: Feed,
-    mut validator: Validator,
-    dataset: Dataset,
-    metrics: &Metrics,
-    shutdown: &Shutdown,
-    stats: &mut IngestStats,
-) -> Result<(), StageError> {
-    let from_row = store.progress(input).await?.map_or(0, |(next, _)| next);
-    if from_row > 0 {
-        tracing::info!(source = input, from_row, "resuming");
-    }
-    let (mut rx, reader) = feed.spawn(input, dataset);
-    let mut valid = Vec::new();
-    let mut next_row = from_row;
-    let mut failure = None;
-    let mut in_flight: Option<InFlight> = None;
-    while let Some(item) = rx.recv().await {
-        let batch = match item {
-            Ok(b) => b,
-            Err(e) => {
-                failure = Some(e.to_string());
-                break;
-            }
-        };
-        let started = Instant::now();
-        // Rows the reader could not parse, plus the parsed ones (valid or not).
-        let read = batch.trips.len() as u64 + batch.rejects.len() as u64;
-        let mut letters = batch.rejects;
-        let mut trips = batch.trips;
-        validator.check(&trips, &mut valid, |d| letters.push(d));
-        let dead = rejected(&letters, from_row);
-        let batch_end = trips
-            .row
-            .iter()
-            .chain(letters.iter().map(|d| &d.source.row))
-            .max()
-            .map_or(next_row, |r| r + 1);
-        next_row = next_row.max(batch_end);
-        for (keep, row) in valid.iter_mut().zip(&trips.row) {
-            *keep &= *row >= from_row;
-        }
-        trips.retain(&valid);
-        let landing = {
-            let (store, input) = (store.clone(), input.to_owned());
-            let dead = dead.clone();
-            tokio::spawn(async move { store.prepare(&input, &trips, &dead, next_row).await })
-        };
-        let batch = InFlight {
-            landing,
-            read,
-            dead: dead.iter().map(|d| d.1).collect(),
-            started,
-        };
-        // The previous batch commits while this one is being written.
-        if let Some(previous) = in_flight.replace(batch) {
-            previous.settle(metrics, stats).await?;
-        }
-        if shutdown.requested() {
-            tracing::info!(
-                source = input,
-                next_row,
-                "shutdown: stopping after a landed batch"
-            );
-            break;
-        }
-    }
-    if let Some(last) = in_flight.take() {
-        last.settle(metrics, stats).await?;
-    }
-    drop(rx);
-    // A reader that died (a panic outside the decoder, a cancelled task)
-    // ends the channel just as a complete source does: only its join
-    // result tells them apart, and a partly read source must not be marked
-    // complete.
-    if let Err(e) = reader.await
-        && failure.is_none()
-        && !shutdown.requested()
-    {
-        failure = Some(format!("{input}: reader stopped: {e}"));
-    }
-    match failure {
-        Some(e) => {
-            tracing::error!(source = input, error = %e, "source failed; landed rows are kept and a restart resumes after them");
-            metrics.dead_letter(Reason::SourceError);
-            stats.failed.push(e);
-        }
-        None if !shutdown.requested() => {
-            store.complete(input, next_row).await?;
-            stats.sources += 1;
-        }
-        None => {}
-    }
-    Ok(())
 }
 
 /// One ingest run over a list of inputs.
@@ -288,61 +103,27 @@ impl Landing<'_> {
             tracing::info!(source = %name, "another replica is landing it; coming back later");
             return Ok(false);
         };
-        if self
-            .store
-            .progress(&name)
-            .await?
-            .is_some_and(|(_, done)| done)
-        {
-            tracing::info!(source = %name, "already landed; skipping");
-            self.stats.skipped_sources += 1;
+        let Some(from_row) = self.resume_point(&name).await? else {
             return Ok(true);
-        }
+        };
         let path = match spec {
             InputSpec::Path(p) => p,
-            InputSpec::Url(url) => {
-                let dl = match &mut self.downloader {
-                    Some(d) => d,
-                    None => {
-                        let client = crate::source::http::client_with(self.fetch.timeouts)
-                            .map_err(|e| StageError::Other {
-                                what: "http client",
-                                detail: e.to_string(),
-                            })?;
-                        self.downloader.insert(Downloader::new(
-                            client,
-                            self.download_dir.to_owned(),
-                            self.fetch.retry,
-                        ))
-                    }
-                };
-                match dl.fetch(&url).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(source = %url, error = %e, "download failed");
-                        self.metrics.dead_letter(Reason::SourceError);
-                        self.stats.failed.push(e.to_string());
-                        return Ok(true);
-                    }
-                }
-            }
+            InputSpec::Url(url) => match self.download(&url).await? {
+                Some(p) => p,
+                None => return Ok(true),
+            },
         };
-        ingest_source(
-            self.store,
-            &name,
-            Feed::File(path),
-            Validator::for_file(&name, DEFAULT_MONTH_TOLERANCE_DAYS),
-            self.dataset,
-            self.metrics,
-            self.shutdown,
-            &mut self.stats,
-        )
-        .await?;
+        let validator = Validator::for_file(&name, DEFAULT_MONTH_TOLERANCE_DAYS);
+        match open_file(&path, &name, self.dataset) {
+            Ok(reader) => {
+                self.land(&name, Feed::Reader(reader), validator, from_row)
+                    .await?
+            }
+            Err(e) => self.source_failed(&name, e.to_string()),
+        }
         Ok(true)
     }
-}
 
-impl Landing<'_> {
     /// Pages through the Open Data API into the landing table. A restart
     /// pages from the start again and lands only the rows past its progress.
     async fn land_open_data(&mut self, cfg: &OpenDataConfig) -> Result<(), StageError> {
@@ -356,34 +137,105 @@ impl Landing<'_> {
         let Some(_claim) = self.store.claim_source(&name, true).await? else {
             return Ok(());
         };
-        if self
-            .store
-            .progress(&name)
-            .await?
-            .is_some_and(|(_, done)| done)
-        {
-            tracing::info!(source = %name, "already landed; skipping");
-            self.stats.skipped_sources += 1;
+        let Some(from_row) = self.resume_point(&name).await? else {
             return Ok(());
-        }
-        let client = crate::source::http::client_with(self.fetch.timeouts).map_err(|e| {
-            StageError::Other {
-                what: "http client",
-                detail: e.to_string(),
+        };
+        let pager = OpenDataPager::new(self.http_client()?, query, self.fetch.retry, self.dataset);
+        let validator = Validator::for_open_data(DEFAULT_MONTH_TOLERANCE_DAYS);
+        self.land(&name, Feed::OpenData(pager), validator, from_row)
+            .await
+    }
+
+    /// The row to land `source` from, or `None` when it is complete.
+    async fn resume_point(&mut self, source: &str) -> Result<Option<u64>, StageError> {
+        match self.store.progress(source).await? {
+            Some((_, true)) => {
+                tracing::info!(source, "already landed; skipping");
+                self.stats.skipped_sources += 1;
+                Ok(None)
             }
-        })?;
-        let pager = OpenDataPager::new(client, query, self.fetch.retry, self.dataset);
-        ingest_source(
-            self.store,
-            &name,
-            Feed::OpenData(pager),
-            Validator::for_open_data(DEFAULT_MONTH_TOLERANCE_DAYS),
-            self.dataset,
-            self.metrics,
+            Some((from_row, false)) if from_row > 0 => {
+                tracing::info!(source, from_row, "resuming");
+                Ok(Some(from_row))
+            }
+            _ => Ok(Some(0)),
+        }
+    }
+
+    /// Downloads `url` into the download directory; `None` (recorded as a
+    /// failed source) when that fails.
+    async fn download(&mut self, url: &str) -> Result<Option<PathBuf>, StageError> {
+        let dl = match self.downloader.take() {
+            Some(d) => d,
+            None => Downloader::new(
+                self.http_client()?,
+                self.download_dir.to_owned(),
+                self.fetch.retry,
+            ),
+        };
+        let fetched = self.downloader.insert(dl).fetch(url).await;
+        match fetched {
+            Ok(p) => Ok(Some(p)),
+            Err(e) => {
+                tracing::error!(source = %url, error = %e, "download failed");
+                self.metrics.dead_letter(Reason::SourceError);
+                self.stats.failed.push(e.to_string());
+                Ok(None)
+            }
+        }
+    }
+
+    fn http_client(&self) -> Result<reqwest::Client, StageError> {
+        crate::source::http::client_with(self.fetch.timeouts).map_err(|e| StageError::Other {
+            what: "http client",
+            detail: e.to_string(),
+        })
+    }
+
+    /// Lands one source from `from_row` on: feed → checks → landing table.
+    /// Returns an error only for store failures; a broken source is
+    /// recorded in the stats and the run goes on.
+    async fn land(
+        &mut self,
+        name: &str,
+        feed: Feed,
+        validator: Validator,
+        from_row: u64,
+    ) -> Result<(), StageError> {
+        let span = tracing::info_span!("source", source = name);
+        let mut source = SourceFeed::spawn(feed);
+        let mut checks = LandingChecks::new(validator, from_row);
+        let (mut table, mut dead) = LandingTable::new(self.store.clone(), name, self.metrics);
+        let stopped = flow::drive::<_, _, _, _, StageError>(
+            &mut source,
+            &mut checks,
+            &mut table,
+            &mut dead,
+            DRIVE,
             self.shutdown,
-            &mut self.stats,
         )
-        .await
+        .instrument(span)
+        .await?;
+        self.stats.add(table.counts);
+        match (source.failure(), stopped) {
+            (Some(e), _) => self.source_failed(name, e.to_owned()),
+            (None, Stopped::Drained) => {
+                self.store.complete(name, checks.next_row()).await?;
+                self.stats.sources += 1;
+            }
+            (None, Stopped::Shutdown) => tracing::info!(
+                source = name,
+                next_row = checks.next_row(),
+                "shutdown: stopping after a landed batch"
+            ),
+        }
+        Ok(())
+    }
+
+    fn source_failed(&mut self, name: &str, error: String) {
+        tracing::error!(source = name, error = %error, "source failed; landed rows are kept and a restart resumes after them");
+        self.metrics.dead_letter(Reason::SourceError);
+        self.stats.failed.push(error);
     }
 }
 

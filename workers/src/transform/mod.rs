@@ -3,6 +3,9 @@
 //! ([`crate::window`]) are the building blocks; each transform here puts
 //! them together for one stage.
 //!
-//! - [`decode_windows`]: aggregates-topic messages → window results (`sink`).
+//! - [`decode_windows`]: aggregates-topic messages → window results (`sink`);
+//! - [`landing_checks`]: read batches → the valid rows past a source's
+//!   progress, and its rejects (`ingest`).
 
 pub mod decode_windows;
+pub mod landing_checks;
