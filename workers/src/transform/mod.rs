@@ -3,6 +3,9 @@
 //! ([`crate::window`]) are the building blocks; each transform here puts
 //! them together for one stage.
 //!
-//! - [`decode_windows`]: aggregates-topic messages → window results (`sink`).
+//! - [`decode_windows`]: aggregates-topic messages → window results (`sink`);
+//! - [`event_time_stamps`]: outbox rows → trips stamped with the watermark
+//!   as of their publication (`relay`).
 
 pub mod decode_windows;
+pub mod event_time_stamps;
