@@ -9,7 +9,10 @@
 //! sinks acknowledge it, and [`BatchSource::commit`] stores each source's
 //! new (pickup, id) position, the sources finished, the watermark sent and
 //! the pinned key groups in that same transaction. A crash before the
-//! commit re-publishes the round on restart; nothing is skipped.
+//! commit re-publishes the round on restart; nothing is skipped. In each
+//! partition the trips of one source arrive in strictly increasing
+//! (pickup, landing id) order, so the aggregate drops copies at or before
+//! the last one it counted.
 //!
 //! # Order and watermark
 //!

@@ -1,62 +1,26 @@
 //! The `relay` stage: the outbox relay from the PostgreSQL landing table to
 //! the trips topic, in event-time order, carrying the watermark. Wiring of
-//! [`Outbox`] (rounds of landed trips in (pickup, id) order, merged over
-//! the completed sources) → [`EventTimeStamps`] → [`TripsTopic`]; see each
-//! module for the details.
+//! [`Outbox`] → [`EventTimeStamps`] → [`TripsTopic`]:
 //!
-//! # Order and watermark
-//!
-//! A landed TLC file is history: once its source is completed, the relay
-//! reads it in (pickup, id) order, merging every completed source by pickup.
-//! Sources still landing hold event time back at their earliest landed
-//! pickup (until they have landed nothing for `source_idle`), so one month
-//! never makes another month's trips late, and a finished source no longer
-//! holds anything back. The *frontier* is the earliest pickup still to be
-//! published over the sources in flight; no later trip of those sources is
-//! earlier. Every trip is stamped with the frontier as of its publication,
-//! and a marker with the frontier goes to every partition of the trips topic
-//! whenever it moves, so partitions that get no trips still close their
-//! windows. When no source is in flight, the frontier moves past the last
-//! published pickup by a window and the allowed lateness: the end-of-source
-//! watermark that closes every window of the finished sources.
-//!
-//! # Batches
-//!
-//! A round's trips go out as `trip/3` messages: the trips bound for one key
-//! group, in publication order, a few thousand per message, each trip with
-//! its own stamp, landing id and origin. One message per trip would cap the
-//! relay at the broker's per-message rate.
-//!
-//! # Exactly once and crash recovery
-//!
-//! Each round is one PostgreSQL transaction: lock the relay's progress row,
-//! read the next rows, publish them with the idempotent producer, wait for
-//! every acknowledgement, then store each source's new (pickup, id) position
-//! and the watermark sent, and commit. The round's last batch is a barrier,
-//! so [`flow::drive`] commits it only after the trips topic acknowledged
-//! everything. A crash before the commit re-publishes that round's rows on
-//! restart (nothing is skipped); in each partition the trips of one source
-//! arrive in strictly increasing (pickup, landing id) order, so the
-//! aggregate drops copies at or before the last one it counted.
-//!
-//! Only one replica relays at a time: the others wait on the row lock, as
-//! hot standbys.
-//!
-//! # Key groups
-//!
-//! Keys are routed to `murmur2(key) % key_groups` with an explicit partition.
-//! `key_groups` is the trips topic's partition count at the first
-//! publication, stored in PostgreSQL and never changed, so growing the topic
-//! later does not move a key (which would split its windows over two
-//! engines). Partitions beyond the pinned count receive only watermark
-//! markers; a warning says so.
-//!
-//! Replay mode paces publication by pickup time: a trip is published when
-//! `(pickup − first pickup) / speedup` has elapsed since the first one. A
-//! stretch without pickups that would take more than a minute of wall time
-//! (a month's stray early pickups come first in pickup order, days before
-//! the rest) is shortened to a minute. A speed-up that is not a positive
-//! finite number disables pacing, with a warning.
+//! - order and watermark: each completed source is read in (pickup, id)
+//!   order, merged over the completed sources by pickup; sources still
+//!   landing hold event time back at their earliest landed pickup; the
+//!   watermark follows the frontier, goes to every partition as a marker
+//!   when it moves, and past the last pickup by a window and the allowed
+//!   lateness once no source is in flight ([`crate::source::outbox`]);
+//! - every trip is stamped with the watermark as of its publication
+//!   ([`crate::transform::event_time_stamps`]);
+//! - trips go out as `trip/3` messages per key group, keys routed by
+//!   murmur2 to the key groups pinned at the first publication, partitions
+//!   beyond them getting only markers ([`crate::sink::trips_topic`]);
+//! - exactly once: a round is one PostgreSQL transaction over the relay's
+//!   progress row; its last batch is a barrier, so [`flow::drive`] commits
+//!   the new positions and watermark only after the trips topic
+//!   acknowledged the round. A crash before the commit re-publishes the
+//!   round, and the aggregate drops the copies by (pickup, landing id).
+//!   The other replicas wait on the row lock, as hot standbys;
+//! - replay mode paces publication by pickup time, a round spanning about a
+//!   second of wall time at most.
 
 use std::time::Duration;
 
@@ -77,8 +41,11 @@ const STAGE: &str = "relay";
 pub struct RelayArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Rows per transaction.
-    #[arg(long, default_value_t = 5000)]
+    /// Rows per transaction. Each round costs a few round trips to
+    /// PostgreSQL and waits for the broker's acknowledgements, so larger
+    /// rounds relay faster: 20,000 rows per round relay 1M rows in 2.4 s
+    /// against 3.0 s at 5,000.
+    #[arg(long, default_value_t = 20_000)]
     pub batch: i64,
     /// How long to wait before looking again when the outbox is empty.
     #[arg(long, default_value_t = 500)]
