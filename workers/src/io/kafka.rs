@@ -19,7 +19,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use taxistream_crds::worker_config::{KafkaConfig, SaslConfig, TlsFiles};
@@ -48,6 +48,10 @@ pub enum KafkaIoError {
     Config(#[from] ConfigError),
     #[error("unsupported SASL mechanism {0:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")]
     SaslMechanism(String),
+    #[error("{topic} has no partitions (does it exist?)")]
+    NoPartitions { topic: String },
+    #[error("reading metadata of {topic}: {detail}")]
+    Metadata { topic: String, detail: String },
 }
 
 /// Connection settings shared by every client of a process.
@@ -326,6 +330,58 @@ pub async fn send_acked(
             topic: topic.to_owned(),
             source,
         })
+}
+
+/// A topic's partition count as the broker reports it, for a producer that
+/// places records by partition itself.
+#[derive(Clone)]
+pub struct TopicPartitions {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl TopicPartitions {
+    pub fn new(producer: &FutureProducer, topic: &str) -> Self {
+        Self {
+            producer: producer.clone(),
+            topic: topic.to_owned(),
+        }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partitions now, from a fresh metadata request.
+    pub async fn count(&self) -> Result<i32, KafkaIoError> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        // librdkafka's metadata call blocks.
+        tokio::task::spawn_blocking(move || {
+            let md = producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map_err(|source| KafkaIoError::Topic {
+                    what: "read metadata",
+                    topic: topic.clone(),
+                    source,
+                })?;
+            let n = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .map_or(0, |t| t.partitions().len() as i32);
+            if n == 0 {
+                return Err(KafkaIoError::NoPartitions { topic });
+            }
+            Ok(n)
+        })
+        .await
+        .map_err(|e| KafkaIoError::Metadata {
+            topic: self.topic.clone(),
+            detail: e.to_string(),
+        })?
+    }
 }
 
 /// A partition assignment change, delivered to the stage loop in order.

@@ -428,6 +428,16 @@ impl PgStore {
     /// relay replica waits as a standby) and returns what it last recorded.
     pub async fn begin_relay(&self, relay: &str) -> Result<RelayTx, PgError> {
         let mut tx = self.pool.begin().await.map_err(self.query_err("begin"))?;
+        // The outbox reads must walk the (source_key, pickup, id) index.
+        // Before the landing table has statistics (a month landed moments
+        // ago, not yet analyzed), or while they predate a new source, the
+        // planner expects a few hundred rows and would sort the whole rest
+        // of the source on every round: 0.5 s per round on a 1M-row month
+        // instead of 7 ms.
+        sqlx::query("SET LOCAL enable_sort = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query_err("begin"))?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO {}_relay_progress (relay) VALUES ($1) ON CONFLICT (relay) DO NOTHING",
             self.qualified

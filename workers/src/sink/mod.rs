@@ -5,8 +5,11 @@
 //!   into PostgreSQL, one transaction per batch (`ingest`);
 //! - [`results_table`]: window results upserted into Cassandra (`sink`);
 //! - [`dead_letter_topic`]: dead letters to the dead-letter topic, with
-//!   their reason, detail, stage and origin as headers.
+//!   their reason, detail, stage and origin as headers;
+//! - [`trips_topic`]: stamped trips to the trips topic as `trip/3`
+//!   messages per key group, with watermark markers (`relay`).
 
 pub mod dead_letter_topic;
 pub mod landing_table;
 pub mod results_table;
+pub mod trips_topic;

@@ -5,7 +5,9 @@
 //! - [`csv`]: the historic CSV layouts from 2016-07 on (and re-saved copies);
 //! - [`open_data`]: the NYC Open Data (Socrata) JSON API, paged;
 //! - [`http`]: `http(s)` downloads with retries and resume;
-//! - [`spec`]: what a user names as input (path, URL, month range, dataset).
+//! - [`spec`]: what a user names as input (path, URL, month range, dataset);
+//! - [`outbox`]: the PostgreSQL landing table as the relay reads it, in
+//!   event-time order, one transaction per round (`relay`).
 //!
 //! Every reader yields [`ReadBatch`]es: the rows that parsed, plus a dead
 //! letter for each row that did not. A file that cannot be read any further
@@ -19,6 +21,7 @@ pub mod feed;
 pub mod fields;
 pub mod http;
 pub mod open_data;
+pub mod outbox;
 pub mod parquet;
 pub mod spec;
 

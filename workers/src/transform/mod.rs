@@ -5,7 +5,10 @@
 //!
 //! - [`decode_windows`]: aggregates-topic messages → window results (`sink`);
 //! - [`landing_checks`]: read batches → the valid rows past a source's
-//!   progress, and its rejects (`ingest`).
+//!   progress, and its rejects (`ingest`);
+//! - [`event_time_stamps`]: outbox rows → trips stamped with the watermark
+//!   as of their publication (`relay`).
 
 pub mod decode_windows;
+pub mod event_time_stamps;
 pub mod landing_checks;
