@@ -5,7 +5,8 @@
 //! - [`csv`]: the historic CSV layouts from 2016-07 on (and re-saved copies);
 //! - [`open_data`]: the NYC Open Data (Socrata) JSON API, paged;
 //! - [`http`]: `http(s)` downloads with retries and resume;
-//! - [`spec`]: what a user names as input (path, URL, month range, dataset).
+//! - [`spec`]: what a user names as input (path, URL, month range, dataset);
+//! - [`inputs`]: every input of a `run`, one after the other, as one source.
 //!
 //! Every reader yields [`ReadBatch`]es: the rows that parsed, plus a dead
 //! letter for each row that did not. A file that cannot be read any further
@@ -18,6 +19,7 @@ pub mod csv;
 pub mod feed;
 pub mod fields;
 pub mod http;
+pub mod inputs;
 pub mod open_data;
 pub mod parquet;
 pub mod spec;

@@ -3,6 +3,10 @@
 //! ([`crate::window`]) are the building blocks; each transform here puts
 //! them together for one stage.
 //!
-//! - [`decode_windows`]: aggregates-topic messages → window results (`sink`).
+//! - [`decode_windows`]: aggregates-topic messages → window results (`sink`);
+//! - [`local_windows`]: file batches → validated → windows (`run`), with
+//!   [`event_time_merge`] ordering every input by pickup first.
 
 pub mod decode_windows;
+pub mod event_time_merge;
+pub mod local_windows;
