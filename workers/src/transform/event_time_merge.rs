@@ -138,7 +138,7 @@ impl EventTimeMerge {
     }
 
     /// Starts handing out the rows of every run by (pickup, run), in
-    /// batches of up to 65,536 rows ([`MergeDrain::next_into`]).
+    /// batches of up to 65,536 rows ([`MergeDrain::next_batch`]).
     pub fn into_drain(mut self) -> Result<MergeDrain, SpillError> {
         let mut buf = Vec::new();
         // The current chunk of each run and the next row in it.
@@ -158,6 +158,7 @@ impl EventTimeMerge {
             heads.push((chunk, 0));
         }
         Ok(MergeDrain {
+            merged: WindowRows::with_capacity(self.chunk),
             merge: self,
             buf,
             heads,
@@ -174,12 +175,15 @@ pub struct MergeDrain {
     heads: Vec<(WindowRows, usize)>,
     /// The head row of every run not yet drained: (pickup, run).
     heap: BinaryHeap<Reverse<(Micros, usize)>>,
+    /// The batch handed out last.
+    merged: WindowRows,
 }
 
 impl MergeDrain {
-    /// Replaces `merged` with the next batch of rows by (pickup, run);
-    /// false once every run is drained.
-    pub fn next_into(&mut self, merged: &mut WindowRows) -> Result<bool, SpillError> {
+    /// The next batch of rows by (pickup, run); `None` once every run is
+    /// drained.
+    pub fn next_batch(&mut self) -> Result<Option<&WindowRows>, SpillError> {
+        let merged = &mut self.merged;
         merged.clear();
         let chunk_rows = self.merge.chunk;
         while merged.len() < chunk_rows {
@@ -218,7 +222,7 @@ impl MergeDrain {
                 self.heap.push(Reverse((chunk.pickup[*next], s)));
             }
         }
-        Ok(!merged.is_empty())
+        Ok((!merged.is_empty()).then_some(&self.merged))
     }
 }
 
@@ -371,16 +375,15 @@ mod tests {
         let mut out = Vec::new();
         let mut rows = Vec::new();
         let mut drain = merge.into_drain().unwrap();
-        let mut b = WindowRows::default();
-        while drain.next_into(&mut b).unwrap() {
+        while let Some(b) = drain.next_batch().unwrap() {
             assert!(b.len() <= 2);
             for i in 0..b.len() {
-                rows.push(row_of(&b, i));
+                rows.push(row_of(b, i));
                 out.push((b.key[i], b.fare_amount[i] as usize, b.pickup[i]));
             }
         }
         assert!(
-            !drain.next_into(&mut b).unwrap(),
+            drain.next_batch().unwrap().is_none(),
             "a drained merge stays drained"
         );
         // Every column survives the spill, nulls and NaN included.

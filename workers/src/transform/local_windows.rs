@@ -62,8 +62,6 @@ struct Merging {
     /// Sorted runs of the rows read; taken when the input ends.
     merge: EventTimeMerge,
     drain: Option<MergeDrain>,
-    /// The merged batch being windowed.
-    merged: WindowRows,
 }
 
 pub struct LocalWindows {
@@ -96,7 +94,6 @@ impl LocalWindows {
                 buffered: WindowRows::default(),
                 merge: EventTimeMerge::default(),
                 drain: None,
-                merged: WindowRows::default(),
             })
         });
         Self {
@@ -131,20 +128,22 @@ impl LocalWindows {
         }
         Ok(())
     }
+}
 
-    /// Offers rows to the engine; those late for all their windows are
-    /// left in `self.late`.
-    fn push(
-        &mut self,
-        rows: &impl WindowInput,
-        mask: Option<&[bool]>,
-        out: &mut Vec<WindowResult>,
-    ) {
-        let t0 = Instant::now();
-        self.late.clear();
-        self.engine.push_batch(rows, mask, out, &mut self.late);
-        self.stats.window_elapsed += t0.elapsed();
-    }
+/// Offers rows to the engine, timed; those late for all their windows are
+/// left in `late`.
+fn push(
+    engine: &mut WindowEngine,
+    rows: &impl WindowInput,
+    mask: Option<&[bool]>,
+    out: &mut Vec<WindowResult>,
+    late: &mut Vec<usize>,
+    elapsed: &mut Duration,
+) {
+    let t0 = Instant::now();
+    late.clear();
+    engine.push_batch(rows, mask, out, late);
+    *elapsed += t0.elapsed();
 }
 
 impl Transform for LocalWindows {
@@ -208,7 +207,14 @@ impl Transform for LocalWindows {
                 }
             }
             None => {
-                self.push(&trips, Some(&mask), out);
+                push(
+                    &mut self.engine,
+                    &trips,
+                    Some(&mask),
+                    out,
+                    &mut self.late,
+                    &mut self.stats.window_elapsed,
+                );
                 let offered = mask.iter().filter(|&&v| v).count();
                 self.stats.rows_windowed += (offered - self.late.len()) as u64;
                 let watermark = self.engine.watermark();
@@ -238,17 +244,19 @@ impl Transform for LocalWindows {
                 Some(drain) => drain,
                 None => m.drain.insert(std::mem::take(&mut m.merge).into_drain()?),
             };
-            if drain.next_into(&mut m.merged)? {
-                let merged = std::mem::take(&mut m.merged);
-                self.push(&merged, None, out);
-                let windowed = merged.len() as u64;
-                if let Some(m) = &mut self.merging {
-                    m.merged = merged;
-                }
+            if let Some(rows) = drain.next_batch()? {
+                push(
+                    &mut self.engine,
+                    rows,
+                    None,
+                    out,
+                    &mut self.late,
+                    &mut self.stats.window_elapsed,
+                );
                 if !self.late.is_empty() {
                     return Err(LocalWindowsError::LateInEventTime(self.late.len()));
                 }
-                self.stats.rows_windowed += windowed;
+                self.stats.rows_windowed += rows.len() as u64;
                 return Ok(true);
             }
         }
