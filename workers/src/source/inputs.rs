@@ -114,7 +114,7 @@ impl Inputs {
     }
 
     fn failed(&mut self, error: &str) {
-        error!(error, "source failed; continuing with the next one");
+        error!(error = %error, "source failed; continuing with the next one");
         self.sources_failed.push(error.to_owned());
     }
 
