@@ -275,3 +275,115 @@ impl Transform for LocalWindows {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::ReadBatch;
+    use crate::trip::{Dataset, SourceRef, Trip, TripBatch};
+    use crate::validate::Month;
+    use crate::window::GroupBy;
+
+    const MIN: i64 = 60_000_000;
+
+    fn trip(row: u64, pickup: i64) -> Trip {
+        Trip {
+            source: SourceRef {
+                source: "test".into(),
+                row,
+            },
+            dataset: Dataset::Yellow,
+            vendor_id: Some(2),
+            pickup,
+            dropoff: pickup + 12 * MIN,
+            passenger_count: Some((row % 5) as i32 + 1),
+            trip_distance: 1.0 + (row % 7) as f64,
+            ratecode_id: Some(1),
+            store_and_fwd: Some(false),
+            pu_location_id: (row % 263) as i32 + 1,
+            do_location_id: 236,
+            payment_type: Some(1),
+            fare_amount: 10.0 + (row % 11) as f64,
+            extra: 0.0,
+            mta_tax: 0.5,
+            tip_amount: 2.0,
+            tolls_amount: 0.0,
+            improvement_surcharge: 1.0,
+            total_amount: 14.0 + (row % 11) as f64,
+            congestion_surcharge: None,
+            airport_fee: None,
+            cbd_congestion_fee: None,
+            ehail_fee: None,
+            trip_type: None,
+            refund: false,
+        }
+    }
+
+    fn sorted(mut results: Vec<WindowResult>) -> Vec<(i64, i32, u64, u64)> {
+        results.sort_by_key(|r| (r.window_start, r.key));
+        results
+            .iter()
+            .map(|r| (r.window_start, r.key, r.count, r.sum_fare.to_bits()))
+            .collect()
+    }
+
+    /// Inputs given latest first, with more valid rows than one merged
+    /// batch: the windows come out in several parts and equal the windows
+    /// of every row in pickup order.
+    #[test]
+    fn the_merge_is_windowed_a_part_at_a_time_in_pickup_order() {
+        let jan = Month::new(2023, 1).unwrap().start();
+        let late: Vec<Trip> = (0..60_000)
+            .map(|i| trip(i, jan + 20 * 86_400 * 1_000_000 + (i as i64 % 997) * MIN))
+            .collect();
+        let early: Vec<Trip> = (0..60_000)
+            .map(|i| trip(i, jan + 2 * 86_400 * 1_000_000 + (i as i64 % 1_009) * MIN))
+            .collect();
+        let config = WindowConfig::tumbling(300, 600, GroupBy::PickupZone).unwrap();
+        let zones = ZoneLookup::embedded();
+        let mut windows = LocalWindows::new(config, zones, 31, true);
+        let mut out = Vec::new();
+        let mut dead = Vec::new();
+        for (input, trips) in [&late, &early].into_iter().enumerate() {
+            for part in trips.chunks(25_000) {
+                let batch = InputBatch {
+                    input,
+                    origin: Origin::File {
+                        month: Month::new(2023, 1),
+                    },
+                    batch: ReadBatch {
+                        trips: TripBatch::from_trips("test".into(), Dataset::Yellow, part),
+                        rejects: Vec::new(),
+                    },
+                };
+                windows.apply(batch, &mut out, &mut dead).unwrap();
+            }
+        }
+        assert!(out.is_empty(), "nothing is windowed before the input ends");
+        assert!(dead.is_empty());
+        let mut results = Vec::new();
+        let mut parts = 1;
+        while windows.finish_part(&mut out).unwrap() {
+            results.append(&mut out);
+            parts += 1;
+        }
+        results.append(&mut out);
+        assert!(parts >= 3, "{parts} parts for two merged batches");
+        let stats = windows.stats();
+        assert_eq!(
+            (stats.rows_read, stats.rows_valid, stats.rows_windowed),
+            (120_000, 120_000, 120_000)
+        );
+
+        let mut all: Vec<Trip> = late.iter().chain(&early).cloned().collect();
+        all.sort_by_key(|t| t.pickup);
+        let mut engine = WindowEngine::new(config, zones);
+        let mut want = Vec::new();
+        let mut none_late = Vec::new();
+        let batch = TripBatch::from_trips("test".into(), Dataset::Yellow, &all);
+        engine.push_batch(&batch, None, &mut want, &mut none_late);
+        engine.flush(&mut want);
+        assert!(none_late.is_empty());
+        assert_eq!(sorted(results), sorted(want));
+    }
+}
