@@ -1,9 +1,9 @@
 //! Dead letters: records that could not be used, each with its reason and
-//! where it came from. Nothing is dropped without one.
+//! where it came from. Nothing is dropped without one: every stage sends
+//! them through a [`crate::flow::DeadLetterSink`].
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
@@ -195,62 +195,5 @@ impl DeadLetterCounts {
 
     pub fn get(&self, reason: Reason) -> u64 {
         self.0.get(&reason).copied().unwrap_or(0)
-    }
-}
-
-/// Where dead letters go in a local run.
-pub trait DeadLetterSink {
-    fn write(&mut self, letter: &DeadLetter) -> std::io::Result<()>;
-    fn finish(&mut self) -> std::io::Result<()>;
-}
-
-/// Writes dead letters as JSON lines.
-pub struct JsonLinesDeadLetters<W: Write> {
-    out: W,
-}
-
-impl<W: Write> JsonLinesDeadLetters<W> {
-    pub fn new(out: W) -> Self {
-        Self { out }
-    }
-}
-
-impl<W: Write> DeadLetterSink for JsonLinesDeadLetters<W> {
-    fn write(&mut self, letter: &DeadLetter) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, letter)?;
-        self.out.write_all(b"\n")
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-}
-
-/// Keeps only the counts (no `--dead-letters` file given).
-#[derive(Default)]
-pub struct DiscardDeadLetters;
-
-impl DeadLetterSink for DiscardDeadLetters {
-    fn write(&mut self, _letter: &DeadLetter) -> std::io::Result<()> {
-        Ok(())
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Collects dead letters in memory (tests, small runs).
-#[derive(Default)]
-pub struct CollectDeadLetters(pub Vec<DeadLetter>);
-
-impl DeadLetterSink for CollectDeadLetters {
-    fn write(&mut self, letter: &DeadLetter) -> std::io::Result<()> {
-        self.0.push(letter.clone());
-        Ok(())
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }

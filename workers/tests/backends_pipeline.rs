@@ -23,13 +23,15 @@ use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use taxistream_worker::config::Secret;
-use taxistream_worker::dead_letter::{DiscardDeadLetters, Reason};
+use taxistream_worker::dead_letter::Reason;
 use taxistream_worker::io::codec::{self, TripMessage};
 use taxistream_worker::io::kafka::KafkaSettings;
 use taxistream_worker::io::postgres::{PgSettings, PgStore};
 use taxistream_worker::output::{OutputError, ResultWriter};
 use taxistream_worker::run::{JobOptions, LocalJob};
-use taxistream_worker::source::open_file;
+use taxistream_worker::sink::dead_letter_file::DiscardDeadLetters;
+use taxistream_worker::source::inputs::Inputs;
+use taxistream_worker::source::{InputSpec, open_file};
 use taxistream_worker::trip::{Dataset, SourceRef, Trip, TripBatch};
 use taxistream_worker::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month, Validator};
 use taxistream_worker::window::{GroupBy, WindowConfig, WindowEngine, WindowResult};
@@ -813,34 +815,29 @@ impl ResultWriter for Collect {
 
 /// What `taxistream-worker run` emits for `path` with the pipeline's
 /// settings (the defaults: event-time order, ten minutes of lateness).
-fn run_groups(path: &std::path::Path) -> Windows {
-    run_groups_of(&[path])
+async fn run_groups(path: &std::path::Path) -> Windows {
+    run_groups_of(&[path]).await
 }
 
 /// As [`run_groups`], for several inputs read in the order given.
-fn run_groups_of(paths: &[&std::path::Path]) -> Windows {
+async fn run_groups_of(paths: &[&std::path::Path]) -> Windows {
     let results = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-    let mut job = LocalJob::new(
+    let job = LocalJob::new(
         JobOptions {
             window: WindowConfig::tumbling(WINDOW_S, LATENESS_S, GroupBy::PickupZone).unwrap(),
             month_tolerance_days: DEFAULT_MONTH_TOLERANCE_DAYS,
-            default_dataset: Dataset::Yellow,
-            progress: false,
         },
         ZoneLookup::embedded(),
         Box::new(Collect(results.clone())),
-        Box::new(DiscardDeadLetters),
-        "(discarded)".into(),
     );
-    for path in paths {
-        let name = backends_support::path_str(path);
-        job.read_source(
-            open_file(path, &name, Dataset::Yellow),
-            Month::from_name(&name),
-        )
+    let specs = paths
+        .iter()
+        .map(|p| InputSpec::Path(p.to_path_buf()))
+        .collect();
+    let summary = job
+        .run(Inputs::new(specs, Dataset::Yellow), &mut DiscardDeadLetters)
+        .await
         .unwrap();
-    }
-    let summary = job.finish().unwrap();
     assert_eq!(
         summary.dead_letters.get(Reason::Late),
         0,
@@ -887,7 +884,7 @@ async fn any_number_of_partitions_and_replicas_emits_the_run_groups_without_idle
     // by more than the ten minutes of allowed lateness, in file order.
     let sample = backends_support::sample("yellow_tripdata_2025-01_head.parquet");
     let (trips, _) = valid_rows(&sample);
-    let want = run_groups(&sample);
+    let want = run_groups(&sample).await;
     assert_eq!(
         want.values().map(|r| r.count).sum::<u64>(),
         trips.len() as u64,
@@ -942,7 +939,7 @@ async fn growing_the_trips_topic_mid_stream_changes_no_result() {
     let (db, kafka) = backends_support::services();
     let sample = backends_support::sample("yellow_tripdata_2025-01_head.parquet");
     let (trips, _) = valid_rows(&sample);
-    let want = run_groups(&sample);
+    let want = run_groups(&sample).await;
 
     // 1. Grow a topic from 3 to 6 partitions while the relay replays into it,
     // on a full Apache Kafka when there is one (tansu cannot grow topics).
@@ -1054,8 +1051,8 @@ async fn a_month_still_landing_holds_back_a_later_month_so_neither_is_late() {
     let (late_trips, _) = valid_rows(&late);
     // `run` merges its inputs by pickup, so the order they are given in
     // (here: the order they land in, and the reverse) does not matter.
-    let want = run_groups_of(&[&late, &early]);
-    assert_eq!(run_groups_of(&[&early, &late]), want);
+    let want = run_groups_of(&[&late, &early]).await;
+    assert_eq!(run_groups_of(&[&early, &late]).await, want);
     let p = Pipeline::with_partitions(&db, &kafka, WINDOW_S, LATENESS_S, 2).await;
     // The later month is landed completely; the earlier one only in part.
     let store = land(&p, &late_trips).await;

@@ -4,10 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use taxistream_worker::dead_letter::{CollectDeadLetters, Reason};
+use taxistream_worker::dead_letter::Reason;
 use taxistream_worker::output::{OutputError, ResultWriter};
-use taxistream_worker::run::{JobOptions, LocalJob};
-use taxistream_worker::source::{ReadBatch, SourceError, open_file};
+use taxistream_worker::run::{JobOptions, LocalJob, Summary};
+use taxistream_worker::sink::dead_letter_file::CollectDeadLetters;
+use taxistream_worker::source::inputs::Inputs;
+use taxistream_worker::source::{InputSpec, ReadBatch, SourceError, open_file};
 use taxistream_worker::trip::{Dataset, Trip};
 use taxistream_worker::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month};
 use taxistream_worker::window::{GroupBy, WindowConfig, WindowResult};
@@ -262,28 +264,30 @@ fn sample() -> PathBuf {
         .join("../examples/data/yellow_tripdata_2025-01_head.parquet")
 }
 
-fn job(counted: &std::rc::Rc<std::cell::Cell<u64>>) -> LocalJob {
-    LocalJob::new(
+/// The local job over `paths`, in this order; the trips it windows are
+/// added to `counted`.
+fn run_job(counted: &std::rc::Rc<std::cell::Cell<u64>>, paths: &[&Path]) -> Summary {
+    let job = LocalJob::new(
         JobOptions {
             window: WindowConfig::tumbling(300, 86_400, GroupBy::PickupZone).unwrap(),
             month_tolerance_days: DEFAULT_MONTH_TOLERANCE_DAYS,
-            default_dataset: Dataset::Yellow,
-            progress: false,
         },
         ZoneLookup::embedded(),
         Box::new(Count(counted.clone())),
-        Box::new(CollectDeadLetters::default()),
-        "memory".into(),
-    )
-}
-
-fn read_into(job: &mut LocalJob, path: &Path) {
-    let name = path.display().to_string();
-    job.read_source(
-        open_file(path, &name, Dataset::Yellow),
-        Month::from_name(&name),
-    )
-    .unwrap();
+    );
+    let specs = paths
+        .iter()
+        .map(|p| InputSpec::Path(p.to_path_buf()))
+        .collect();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(job.run(
+            Inputs::new(specs, Dataset::Yellow),
+            &mut CollectDeadLetters::default(),
+        ))
+        .unwrap()
 }
 
 #[test]
@@ -301,10 +305,7 @@ fn truncated_parquet_stops_that_file_only() {
     assert!(err.contains("corrupt or truncated"), "{err}");
 
     let counted = std::rc::Rc::new(std::cell::Cell::new(0));
-    let mut j = job(&counted);
-    read_into(&mut j, &truncated);
-    read_into(&mut j, &sample());
-    let summary = j.finish().unwrap();
+    let summary = run_job(&counted, &[&truncated, &sample()]);
     assert_eq!(summary.sources_failed.len(), 1);
     assert!(summary.sources_failed[0].contains("truncated.parquet"));
     assert_eq!(summary.sources_ok, 1);
@@ -327,9 +328,7 @@ fn corrupt_parquet_pages_end_the_file_with_an_error() {
     let corrupt = dir.path().join("yellow_tripdata_2025-01_corrupt.parquet");
     std::fs::write(&corrupt, &bytes).unwrap();
     let counted = std::rc::Rc::new(std::cell::Cell::new(0));
-    let mut j = job(&counted);
-    read_into(&mut j, &corrupt);
-    let summary = j.finish().unwrap();
+    let summary = run_job(&counted, &[&corrupt]);
     assert_eq!(summary.sources_failed.len(), 1, "{summary:?}");
     assert!(summary.sources_failed[0].contains("corrupt.parquet"));
 }
@@ -521,9 +520,7 @@ fn green_parquet_layout_with_double_codes_and_null_ehail_fee() {
 
     // The zero dropoff zone is rejected by validation, with its field named.
     let counted = std::rc::Rc::new(std::cell::Cell::new(0));
-    let mut j = job(&counted);
-    read_into(&mut j, &p);
-    let summary = j.finish().unwrap();
+    let summary = run_job(&counted, &[&p]);
     assert_eq!(summary.dead_letters.get(Reason::ZoneOutOfRange), 1);
     assert_eq!(counted.get(), 1);
 }
@@ -532,9 +529,7 @@ fn green_parquet_layout_with_double_codes_and_null_ehail_fee() {
 fn corruption_anywhere_never_takes_the_process_down() {
     let dir = tempfile::tempdir().unwrap();
     let original = std::fs::read(sample()).unwrap();
-    let counted = std::rc::Rc::new(std::cell::Cell::new(0));
-    let mut j = job(&counted);
-    let mut files = 0;
+    let mut files = Vec::new();
     // Deterministic damage at offsets across the file: page headers, data,
     // dictionary pages and the footer.
     for step in 1..40usize {
@@ -551,13 +546,14 @@ fn corruption_anywhere_never_takes_the_process_down() {
             .path()
             .join(format!("yellow_tripdata_2025-01_damaged_{step}.parquet"));
         std::fs::write(&p, &bytes).unwrap();
-        read_into(&mut j, &p);
-        files += 1;
+        files.push(p);
     }
-    let summary = j.finish().unwrap();
+    let counted = std::rc::Rc::new(std::cell::Cell::new(0));
+    let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let summary = run_job(&counted, &paths);
     assert_eq!(
         summary.sources_ok + summary.sources_failed.len() as u64,
-        files
+        files.len() as u64
     );
     assert!(!summary.sources_failed.is_empty());
     for f in &summary.sources_failed {

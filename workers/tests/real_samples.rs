@@ -19,10 +19,12 @@ use arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMicrosecondType
 use chrono::NaiveDateTime;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use taxistream_worker::dead_letter::{DeadLetter, DeadLetterSink, Reason};
+use taxistream_worker::dead_letter::{DeadLetter, Reason};
 use taxistream_worker::output::{OutputError, ResultWriter};
 use taxistream_worker::run::{JobOptions, LocalJob, Summary};
-use taxistream_worker::source::open_file;
+use taxistream_worker::sink::dead_letter_file::CollectDeadLetters;
+use taxistream_worker::source::inputs::Inputs;
+use taxistream_worker::source::{InputSpec, open_file};
 use taxistream_worker::trip::Dataset;
 use taxistream_worker::validate::{DEFAULT_MONTH_TOLERANCE_DAYS, Month};
 use taxistream_worker::window::{GroupBy, WindowConfig, WindowResult};
@@ -231,18 +233,6 @@ impl ResultWriter for Collect {
     }
 }
 
-struct Letters(Rc<RefCell<Vec<DeadLetter>>>);
-
-impl DeadLetterSink for Letters {
-    fn write(&mut self, letter: &DeadLetter) -> std::io::Result<()> {
-        self.0.borrow_mut().push(letter.clone());
-        Ok(())
-    }
-    fn finish(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn run_job(
     path: &Path,
     size_s: u64,
@@ -259,35 +249,32 @@ fn run_job_in(
     event_time_order: bool,
 ) -> (Summary, Vec<WindowResult>, Vec<DeadLetter>) {
     let results = Rc::new(RefCell::new(Vec::new()));
-    let letters = Rc::new(RefCell::new(Vec::new()));
+    let mut letters = CollectDeadLetters::default();
     let options = JobOptions {
         window: WindowConfig::tumbling(size_s, lateness_s, GroupBy::PickupZone).unwrap(),
         month_tolerance_days: DEFAULT_MONTH_TOLERANCE_DAYS,
-        default_dataset: Dataset::Yellow,
-        progress: false,
     };
     let mut job = LocalJob::new(
         options,
         ZoneLookup::embedded(),
         Box::new(Collect(results.clone())),
-        Box::new(Letters(letters.clone())),
-        "memory".into(),
     );
     if !event_time_order {
         job = job.in_file_order();
     }
-    for path in paths {
-        let name = path.display().to_string();
-        job.read_source(
-            open_file(path, &name, Dataset::Yellow),
-            Month::from_name(&name),
-        )
+    let specs = paths
+        .iter()
+        .map(|p| InputSpec::Path(p.to_path_buf()))
+        .collect();
+    let inputs = Inputs::new(specs, Dataset::Yellow);
+    let summary = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(job.run(inputs, &mut letters))
         .unwrap();
-    }
-    let summary = job.finish().unwrap();
     let r = results.borrow().clone();
-    let l = letters.borrow().clone();
-    (summary, r, l)
+    (summary, r, letters.0)
 }
 
 fn check_sample(file: &str) {

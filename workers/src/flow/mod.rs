@@ -95,6 +95,16 @@ pub trait Transform {
     /// End of input: whatever is still held (open windows) goes to `out`.
     fn finish(&mut self, out: &mut Self::Out) -> Result<(), Self::Error>;
 
+    /// End of input, a part at a time, for a transform that holds more
+    /// than fits in one output (`run` windows every row only once all its
+    /// inputs are read): puts the next part in `out` and says whether
+    /// another follows. The driver writes each part before asking for the
+    /// next. By default all of [`Transform::finish`] at once.
+    fn finish_part(&mut self, out: &mut Self::Out) -> Result<bool, Self::Error> {
+        self.finish(out)?;
+        Ok(false)
+    }
+
     /// The state to commit with the position of everything applied so far.
     fn checkpoint(&mut self) -> Result<Self::State, Self::Error>;
 
@@ -190,7 +200,9 @@ where
             }
             Pull::Idle => false,
             Pull::End => {
-                transform.finish(&mut out)?;
+                while transform.finish_part(&mut out)? {
+                    sink.write(&mut out).await?;
+                }
                 sink.write(&mut out).await?;
                 commit::<S, T, K, D, E>(source, transform, sink, dead).await?;
                 return Ok(Stopped::Drained);

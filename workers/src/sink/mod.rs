@@ -4,12 +4,16 @@
 //! - [`landing_table`]: rows, their dead letters and the source's progress
 //!   into PostgreSQL, one transaction per batch (`ingest`);
 //! - [`results_table`]: window results upserted into Cassandra (`sink`);
+//! - [`results_file`]: window results to a local file or table (`run`);
+//! - [`dead_letter_file`]: dead letters to a JSON-lines file (`run`);
 //! - [`dead_letter_topic`]: dead letters to the dead-letter topic, with
 //!   their reason, detail, stage and origin as headers;
 //! - [`trips_topic`]: stamped trips to the trips topic as `trip/3`
 //!   messages per key group, with watermark markers (`relay`).
 
+pub mod dead_letter_file;
 pub mod dead_letter_topic;
 pub mod landing_table;
+pub mod results_file;
 pub mod results_table;
 pub mod trips_topic;

@@ -25,10 +25,11 @@ pub enum Feed {
     OpenData(OpenDataPager),
 }
 
-/// Batches decoded ahead: one being used, this many waiting. A batch of
-/// every column is about 10 MB, and decoding is the slower side, so more
-/// would only hold memory.
-const AHEAD: usize = 2;
+/// Batches decoded ahead: one being used, this many waiting, and the next
+/// being decoded. A batch of every column is about 10 MB, and decoding is
+/// the slower side, so more would only hold memory (a second one waiting
+/// cost `run` 10 MB more peak RSS, no time).
+const AHEAD: usize = 1;
 
 pub struct SourceFeed {
     name: String,

@@ -6,8 +6,14 @@
 //! - [`open_data`]: the NYC Open Data (Socrata) JSON API, paged;
 //! - [`http`]: `http(s)` downloads with retries and resume;
 //! - [`spec`]: what a user names as input (path, URL, month range, dataset);
+//! - [`feed`]: one file or Open Data query as a stage's batch source,
+//!   decoded a batch ahead on a thread of its own;
+//! - [`inputs`]: every input of a `run`, one after the other, as one source;
 //! - [`outbox`]: the PostgreSQL landing table as the relay reads it, in
-//!   event-time order, one transaction per round (`relay`).
+//!   event-time order, one transaction per round (`relay`);
+//! - [`consumer`]: a Kafka consumer in a group, as the topic sources use it;
+//!   [`aggregates_topic`] is the `sink` stage's source on it (the
+//!   aggregate's is [`trips_topic`]).
 //!
 //! Every reader yields [`ReadBatch`]es: the rows that parsed, plus a dead
 //! letter for each row that did not. A file that cannot be read any further
@@ -20,6 +26,7 @@ pub mod csv;
 pub mod feed;
 pub mod fields;
 pub mod http;
+pub mod inputs;
 pub mod open_data;
 pub mod outbox;
 pub mod parquet;

@@ -7,8 +7,12 @@
 //! - [`landing_checks`]: read batches → the valid rows past a source's
 //!   progress, and its rejects (`ingest`);
 //! - [`event_time_stamps`]: outbox rows → trips stamped with the watermark
-//!   as of their publication (`relay`).
+//!   as of their publication (`relay`);
+//! - [`local_windows`]: file batches → validated → windows (`run`), with
+//!   [`event_time_merge`] ordering every input by pickup first.
 
 pub mod decode_windows;
+pub mod event_time_merge;
 pub mod event_time_stamps;
 pub mod landing_checks;
+pub mod local_windows;

@@ -137,12 +137,9 @@ impl EventTimeMerge {
         Ok(())
     }
 
-    /// Hands the rows of every run to `window` in batches of up to 65,536
-    /// rows, by (pickup, run).
-    pub fn drain<E: From<SpillError>>(
-        mut self,
-        mut window: impl FnMut(&WindowRows) -> Result<(), E>,
-    ) -> Result<(), E> {
+    /// Starts handing out the rows of every run by (pickup, run), in
+    /// batches of up to 65,536 rows ([`MergeDrain::next_batch`]).
+    pub fn into_drain(mut self) -> Result<MergeDrain, SpillError> {
         let mut buf = Vec::new();
         // The current chunk of each run and the next row in it.
         let mut heads: Vec<(WindowRows, usize)> = Vec::with_capacity(self.runs.len());
@@ -155,20 +152,49 @@ impl EventTimeMerge {
                 self.spill.as_mut(),
                 &mut buf,
                 &mut chunk,
-            )
-            .map_err(SpillError)?
-            {
+            )? {
                 heap.push(Reverse((chunk.pickup[0], s)));
             }
             heads.push((chunk, 0));
         }
-        let mut merged = WindowRows::with_capacity(self.chunk);
-        while let Some(Reverse((_, s))) = heap.pop() {
-            let (chunk, next) = &mut heads[s];
+        Ok(MergeDrain {
+            merged: WindowRows::with_capacity(self.chunk),
+            merge: self,
+            buf,
+            heads,
+            heap,
+        })
+    }
+}
+
+/// The runs being merged: taken a batch at a time, so the windows of one
+/// batch are written before the next is merged.
+pub struct MergeDrain {
+    merge: EventTimeMerge,
+    buf: Vec<u8>,
+    heads: Vec<(WindowRows, usize)>,
+    /// The head row of every run not yet drained: (pickup, run).
+    heap: BinaryHeap<Reverse<(Micros, usize)>>,
+    /// The batch handed out last.
+    merged: WindowRows,
+}
+
+impl MergeDrain {
+    /// The next batch of rows by (pickup, run); `None` once every run is
+    /// drained.
+    pub fn next_batch(&mut self) -> Result<Option<&WindowRows>, SpillError> {
+        let merged = &mut self.merged;
+        merged.clear();
+        let chunk_rows = self.merge.chunk;
+        while merged.len() < chunk_rows {
+            let Some(Reverse((_, s))) = self.heap.pop() else {
+                break;
+            };
+            let (chunk, next) = &mut self.heads[s];
             // Rows of this run up to the next run's head go as one slice.
-            let room = self.chunk - merged.len();
+            let room = chunk_rows - merged.len();
             let end = (*next + room).min(chunk.len());
-            let take = match heap.peek() {
+            let take = match self.heap.peek() {
                 Some(&Reverse((p, other))) => chunk.pickup[*next..end]
                     .iter()
                     .position(|&q| (q, s) > (p, other))
@@ -181,30 +207,22 @@ impl EventTimeMerge {
             *next = take;
             if *next == chunk.len() {
                 let more = next_chunk(
-                    &mut self.runs[s],
-                    self.run_chunk,
-                    self.spill.as_mut(),
-                    &mut buf,
+                    &mut self.merge.runs[s],
+                    self.merge.run_chunk,
+                    self.merge.spill.as_mut(),
+                    &mut self.buf,
                     chunk,
-                )
-                .map_err(SpillError)?;
+                )?;
                 *next = 0;
                 if !more {
                     chunk.clear();
                 }
             }
             if *next < chunk.len() {
-                heap.push(Reverse((chunk.pickup[*next], s)));
-            }
-            if merged.len() == self.chunk {
-                window(&merged)?;
-                merged.clear();
+                self.heap.push(Reverse((chunk.pickup[*next], s)));
             }
         }
-        if !merged.is_empty() {
-            window(&merged)?;
-        }
-        Ok(())
+        Ok((!merged.is_empty()).then_some(&self.merged))
     }
 }
 
@@ -356,16 +374,18 @@ mod tests {
         }
         let mut out = Vec::new();
         let mut rows = Vec::new();
-        merge
-            .drain(|b| {
-                assert!(b.len() <= 2);
-                for i in 0..b.len() {
-                    rows.push(row_of(b, i));
-                    out.push((b.key[i], b.fare_amount[i] as usize, b.pickup[i]));
-                }
-                Ok::<_, SpillError>(())
-            })
-            .unwrap();
+        let mut drain = merge.into_drain().unwrap();
+        while let Some(b) = drain.next_batch().unwrap() {
+            assert!(b.len() <= 2);
+            for i in 0..b.len() {
+                rows.push(row_of(b, i));
+                out.push((b.key[i], b.fare_amount[i] as usize, b.pickup[i]));
+            }
+        }
+        assert!(
+            drain.next_batch().unwrap().is_none(),
+            "a drained merge stays drained"
+        );
         // Every column survives the spill, nulls and NaN included.
         let mut want = expected;
         want.sort_by_key(|r| (r.8, r.4.to_le_bytes()));
