@@ -5,7 +5,9 @@
 //! - [`csv`]: the historic CSV layouts from 2016-07 on (and re-saved copies);
 //! - [`open_data`]: the NYC Open Data (Socrata) JSON API, paged;
 //! - [`http`]: `http(s)` downloads with retries and resume;
-//! - [`spec`]: what a user names as input (path, URL, month range, dataset).
+//! - [`spec`]: what a user names as input (path, URL, month range, dataset);
+//! - [`trips_topic`]: the trips topic in a consumer group, decoded message
+//!   by message, with the `aggregate` stage's checkpoints.
 //!
 //! Every reader yields [`ReadBatch`]es: the rows that parsed, plus a dead
 //! letter for each row that did not. A file that cannot be read any further
@@ -21,6 +23,7 @@ pub mod http;
 pub mod open_data;
 pub mod parquet;
 pub mod spec;
+pub mod trips_topic;
 
 use std::path::Path;
 

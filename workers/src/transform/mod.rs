@@ -3,6 +3,9 @@
 //! ([`crate::window`]) are the building blocks; each transform here puts
 //! them together for one stage.
 //!
-//! - [`decode_windows`]: aggregates-topic messages → window results (`sink`).
+//! - [`decode_windows`]: aggregates-topic messages → window results (`sink`);
+//! - [`partitioned_windows`]: trips-topic messages → window results, one
+//!   engine per partition (`aggregate`).
 
 pub mod decode_windows;
+pub mod partitioned_windows;
