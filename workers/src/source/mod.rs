@@ -12,8 +12,9 @@
 //! - [`outbox`]: the PostgreSQL landing table as the relay reads it, in
 //!   event-time order, one transaction per round (`relay`);
 //! - [`consumer`]: a Kafka consumer in a group, as the topic sources use it;
-//!   [`aggregates_topic`] is the `sink` stage's source on it (the
-//!   aggregate's is [`trips_topic`]).
+//!   [`aggregates_topic`] is the `sink` stage's source on it and
+//!   [`trips_topic`] the `aggregate` stage's, decoded message by message,
+//!   with its checkpoints.
 //!
 //! Every reader yields [`ReadBatch`]es: the rows that parsed, plus a dead
 //! letter for each row that did not. A file that cannot be read any further
@@ -31,6 +32,7 @@ pub mod open_data;
 pub mod outbox;
 pub mod parquet;
 pub mod spec;
+pub mod trips_topic;
 
 use std::path::Path;
 

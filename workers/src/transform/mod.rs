@@ -9,10 +9,13 @@
 //! - [`event_time_stamps`]: outbox rows → trips stamped with the watermark
 //!   as of their publication (`relay`);
 //! - [`local_windows`]: file batches → validated → windows (`run`), with
-//!   [`event_time_merge`] ordering every input by pickup first.
+//!   [`event_time_merge`] ordering every input by pickup first;
+//! - [`partitioned_windows`]: trips-topic messages → window results, one
+//!   engine per partition (`aggregate`).
 
 pub mod decode_windows;
 pub mod event_time_merge;
 pub mod event_time_stamps;
 pub mod landing_checks;
 pub mod local_windows;
+pub mod partitioned_windows;
