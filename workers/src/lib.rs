@@ -1,10 +1,13 @@
 //! taxistream data plane.
 //!
-//! The data flows through the modules in this order:
-//! `source` (files, URLs, Open Data API) → [`trip`] (one normalised record)
-//! → `validate` (bad rows to `dead_letter`) → `window` (event-time windows)
-//! → `output` (tables, CSV, JSON lines, Parquet). `stage` wires them into
-//! the worker's subcommands.
+//! Every stage, the local `run` included, is wired from one skeleton
+//! ([`flow`]): a batch [`source`] (files, URLs, the Open Data API, the
+//! PostgreSQL outbox, a Kafka topic) → a [`transform`] (validation by
+//! [`validate`], event-time windows by [`window`]) → a batch [`sink`]
+//! (PostgreSQL, Kafka, Cassandra, local files via [`output`]), with bad
+//! records going to a dead-letter sink ([`dead_letter`]). [`stage`] holds
+//! the wiring of each worker subcommand, [`io`] the clients and wire
+//! codecs, and [`mod@bench`] the benchmark behind `make bench`.
 
 pub mod bench;
 pub mod config;

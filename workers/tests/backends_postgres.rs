@@ -191,6 +191,46 @@ async fn landing_is_idempotent_and_the_outbox_reads_each_source_in_pickup_order(
     );
 }
 
+/// The landing sink prepares a source's next batch while the one before it
+/// is still open; whichever of the two reaches the server first, neither
+/// may wait on the other, or the commit in order never comes.
+#[tokio::test]
+async fn batches_of_a_new_source_prepared_out_of_order_do_not_wait_on_each_other() {
+    let store = store().await;
+    let trips: Vec<Trip> = (0..1000).map(|r| trip("c.parquet", r, 9)).collect();
+    let unregistered = store
+        .prepare("c.parquet", &batch(&trips[..600]), &[], 600)
+        .await;
+    assert!(
+        unregistered.is_err_and(|e| e.to_string().contains("not registered")),
+        "a batch of a source with no progress row must be refused"
+    );
+
+    store.register("c.parquet").await.unwrap();
+    let within = std::time::Duration::from_secs(20);
+    let second = tokio::time::timeout(
+        within,
+        store.prepare("c.parquet", &batch(&trips[600..]), &[], 1000),
+    )
+    .await
+    .expect("the second batch waited")
+    .unwrap();
+    let first = tokio::time::timeout(
+        within,
+        store.prepare("c.parquet", &batch(&trips[..600]), &[], 600),
+    )
+    .await
+    .expect("the first batch waited on the second, uncommitted one")
+    .unwrap();
+    first.commit().await.unwrap();
+    second.commit().await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 1000);
+    assert_eq!(
+        store.progress("c.parquet").await.unwrap(),
+        Some((1000, false))
+    );
+}
+
 #[tokio::test]
 async fn bad_urls_do_not_leak_the_password() {
     let settings = PgSettings {

@@ -16,13 +16,13 @@
 //!
 //! # Where each stage's pieces live
 //!
-//! | stage | source | transform | sink |
-//! |---|---|---|---|
-//! | `run` | files, Open Data ([`crate::source`]) | validate, merge by pickup, window | local results file |
-//! | `ingest` | files, Open Data | validate | PostgreSQL landing table |
-//! | `relay` | PostgreSQL outbox | event-time stamps | trips topic |
-//! | `aggregate` | trips topic | copies, validate, window | aggregates topic |
-//! | `sink` | aggregates topic | decode | Cassandra |
+//! | stage | source | transform | sink | dead letters |
+//! |---|---|---|---|---|
+//! | [`run`](crate::run) | [`inputs`](crate::source::inputs) | [`local_windows`](crate::transform::local_windows) | [`results_file`](crate::sink::results_file) | [`dead_letter_file`](crate::sink::dead_letter_file) |
+//! | [`ingest`](crate::stage::ingest) | [`feed`](crate::source::feed) | [`landing_checks`](crate::transform::landing_checks) | [`landing_table`](crate::sink::landing_table) | in the landing transaction |
+//! | [`relay`](crate::stage::relay) | [`outbox`](crate::source::outbox) | [`event_time_stamps`](crate::transform::event_time_stamps) | [`trips_topic`](crate::sink::trips_topic) | [`dead_letter_topic`](crate::sink::dead_letter_topic) |
+//! | [`aggregate`](crate::stage::aggregate) | [`trips_topic`](crate::source::trips_topic) | [`partitioned_windows`](crate::transform::partitioned_windows) | [`windows_topic`](crate::sink::windows_topic) | [`dead_letter_topic`](crate::sink::dead_letter_topic) |
+//! | [`sink`](crate::stage::sink) | [`aggregates_topic`](crate::source::aggregates_topic) | [`decode_windows`](crate::transform::decode_windows) | [`results_table`](crate::sink::results_table) | [`dead_letter_topic`](crate::sink::dead_letter_topic) |
 
 use std::time::{Duration, Instant};
 

@@ -19,7 +19,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use taxistream_crds::worker_config::{KafkaConfig, SaslConfig, TlsFiles};
@@ -305,6 +305,24 @@ pub fn schema_headers(schema: &str) -> OwnedHeaders {
         key: super::codec::SCHEMA_HEADER,
         value: Some(schema),
     })
+}
+
+/// Hands `record` to the producer's queue without waiting for the broker:
+/// the returned future resolves with its acknowledgement. Fails only when
+/// the queue refuses it (full, or the topic unknown to the client).
+pub fn enqueue(
+    producer: &FutureProducer,
+    record: FutureRecord<'_, [u8], [u8]>,
+    what: &'static str,
+) -> Result<DeliveryFuture, KafkaIoError> {
+    let topic = record.topic.to_owned();
+    producer
+        .send_result(record)
+        .map_err(|(source, _)| KafkaIoError::Topic {
+            what,
+            topic,
+            source,
+        })
 }
 
 /// Sends one record and waits for the broker's acknowledgement.

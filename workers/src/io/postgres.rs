@@ -57,6 +57,8 @@ pub enum PgError {
         id: i64,
         detail: String,
     },
+    #[error("{table}: source {input:?} was not registered before landing it")]
+    Unregistered { table: String, input: String },
 }
 
 /// Maps a failed query on `table` to [`PgError::Query`].
@@ -260,13 +262,33 @@ impl PgStore {
         rejected: &[(SourceRef, Reason, String)],
         next_row: u64,
     ) -> Result<Landed, PgError> {
+        self.register(source).await?;
         self.prepare(source, trips, rejected, next_row)
             .await?
             .commit()
             .await
     }
 
-    /// Writes a batch into an open transaction without committing it: the
+    /// Gives `source` its progress row (and with it its source key), if it
+    /// has none yet. Committed on its own, before any batch of the source:
+    /// were the first two batches, prepared at once, to race to create it,
+    /// the second one's transaction could win, and the first would wait on
+    /// a transaction that commits only after it.
+    pub async fn register(&self, source: &str) -> Result<(), PgError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {}_ingest_progress (source, next_row) VALUES ($1, 0) \
+             ON CONFLICT (source) DO NOTHING",
+            self.qualified
+        )))
+        .bind(source)
+        .execute(&self.pool)
+        .await
+        .map_err(self.query_err("register source"))?;
+        Ok(())
+    }
+
+    /// Writes a batch into an open transaction without committing it (the
+    /// source must have been [registered](PgStore::register)): the
     /// rows of `trips` (all from `source`, in row order) past the source's
     /// recorded progress, and the rejected records past it. Rows below that
     /// progress were landed (or dead-lettered) by an earlier transaction
@@ -287,23 +309,18 @@ impl PgStore {
         next_row: u64,
     ) -> Result<PreparedLanding, PgError> {
         let mut tx = self.pool.begin().await.map_err(self.query_err("begin"))?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {}_ingest_progress (source, next_row) VALUES ($1, 0) \
-             ON CONFLICT (source) DO NOTHING",
-            self.qualified
-        )))
-        .bind(source)
-        .execute(&mut *tx)
-        .await
-        .map_err(self.query_err("create ingest progress"))?;
         let (landed_to, source_key): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT next_row, source_key FROM {}_ingest_progress WHERE source = $1",
             self.qualified
         )))
         .bind(source)
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await
-        .map_err(self.query_err("read ingest progress"))?;
+        .map_err(self.query_err("read ingest progress"))?
+        .ok_or_else(|| PgError::Unregistered {
+            table: self.qualified.clone(),
+            input: source.to_owned(),
+        })?;
         let landed_to = landed_to.max(0) as u64;
         let new: Vec<usize> = (0..trips.len())
             .filter(|&i| trips.row[i] >= landed_to)

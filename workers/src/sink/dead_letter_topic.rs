@@ -10,7 +10,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use crate::dead_letter::DeadLetter;
 use crate::error::StageError;
 use crate::flow::DeadLetterSink;
-use crate::io::kafka::{KafkaIoError, dead_letter_headers};
+use crate::io::kafka::{KafkaIoError, dead_letter_headers, enqueue};
 use crate::metrics::Metrics;
 
 pub struct DeadLetterTopic {
@@ -66,15 +66,8 @@ impl DeadLetterTopic {
         if let Some(k) = key {
             record = record.key(k);
         }
-        let d = self
-            .producer
-            .send_result(record)
-            .map_err(|(source, _)| KafkaIoError::Topic {
-                what: "enqueue dead letter",
-                topic: self.topic.clone(),
-                source,
-            })?;
-        self.deliveries.push(d);
+        self.deliveries
+            .push(enqueue(&self.producer, record, "enqueue dead letter")?);
         self.metrics.dead_letter(letter.reason);
         self.sent += 1;
         Ok(())

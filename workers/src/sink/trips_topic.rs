@@ -27,7 +27,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use crate::error::StageError;
 use crate::flow::BatchSink;
 use crate::io::codec;
-use crate::io::kafka::{KafkaIoError, KafkaSettings, TopicPartitions, schema_headers};
+use crate::io::kafka::{KafkaIoError, KafkaSettings, TopicPartitions, enqueue, schema_headers};
 use crate::io::postgres::OutboxBatch;
 use crate::metrics::Metrics;
 use crate::transform::event_time_stamps::StampedRows;
@@ -105,15 +105,8 @@ impl TripsTopic {
         if let Some(k) = key {
             record = record.key(k);
         }
-        let d = self
-            .producer
-            .send_result(record)
-            .map_err(|(source, _)| KafkaIoError::Topic {
-                what: "enqueue",
-                topic: self.topic.clone(),
-                source,
-            })?;
-        self.deliveries.push(d);
+        self.deliveries
+            .push(enqueue(&self.producer, record, "enqueue")?);
         Ok(())
     }
 

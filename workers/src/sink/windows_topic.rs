@@ -16,7 +16,7 @@ use crate::error::StageError;
 use crate::flow::BatchSink;
 use crate::io::cassandra::group_key;
 use crate::io::codec;
-use crate::io::kafka::{KafkaIoError, schema_headers};
+use crate::io::kafka::{KafkaIoError, enqueue, schema_headers};
 use crate::metrics::Metrics;
 use crate::transform::partitioned_windows::ClosedWindows;
 
@@ -117,14 +117,7 @@ impl BatchSink for WindowsTopic {
                 .payload(value.as_slice())
                 .timestamp(closed_ms)
                 .headers(schema_headers(codec::WINDOW_SCHEMA));
-            let d =
-                self.producer
-                    .send_result(record)
-                    .map_err(|(source, _)| KafkaIoError::Topic {
-                        what: "enqueue window result",
-                        topic: self.topic.clone(),
-                        source,
-                    })?;
+            let d = enqueue(&self.producer, record, "enqueue window result")?;
             self.acks
                 .send(Ack::Delivery(d, closed_at))
                 .map_err(|_| Self::stopped())?;

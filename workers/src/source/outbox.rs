@@ -4,7 +4,7 @@
 //!
 //! A round locks the progress row (a second replica waits there as a hot
 //! standby), decides from the sources' state which rows come next
-//! ([`plan`]) and how far the watermark moves, reads those rows, and yields
+//! (`plan`) and how far the watermark moves, reads those rows, and yields
 //! them; its last batch is a barrier, so the driver commits right after the
 //! sinks acknowledge it, and [`BatchSource::commit`] stores each source's
 //! new (pickup, id) position, the sources finished, the watermark sent and

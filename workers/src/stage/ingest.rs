@@ -203,6 +203,7 @@ impl Landing<'_> {
         from_row: u64,
     ) -> Result<(), StageError> {
         let span = tracing::info_span!("source", source = name);
+        self.store.register(name).await?;
         let mut source = SourceFeed::spawn(feed);
         let mut checks = LandingChecks::new(validator, from_row);
         let (mut table, mut dead) = LandingTable::new(self.store.clone(), name, self.metrics);
