@@ -137,11 +137,21 @@ pub enum BenchError {
 pub struct Throughput {
     pub items: u64,
     pub took: Duration,
+    /// The peak RSS of the process that did it, where one process did.
+    pub peak_rss: Option<u64>,
 }
 
 impl Throughput {
     pub fn new(items: u64, took: Duration) -> Self {
-        Self { items, took }
+        Self {
+            items,
+            took,
+            peak_rss: None,
+        }
+    }
+
+    pub fn with_peak_rss(self, peak_rss: Option<u64>) -> Self {
+        Self { peak_rss, ..self }
     }
 
     pub fn per_second(&self) -> f64 {

@@ -41,8 +41,12 @@ fn rate(v: f64) -> String {
 }
 
 fn thr(t: &Throughput, unit: &str) -> String {
+    let rss = t
+        .peak_rss
+        .map(|b| format!(", peak RSS {}", mib(Some(b))))
+        .unwrap_or_default();
     format!(
-        "{} {unit}/s ({} in {:.1} s)",
+        "{} {unit}/s ({} in {:.1} s{rss})",
         rate(t.per_second()),
         t.items,
         t.took.as_secs_f64()

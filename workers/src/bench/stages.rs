@@ -59,13 +59,13 @@ pub async fn measure(
         )
         .await?;
     let landed = pipeline.landed(h.pg).await?;
-    let ingest = Throughput::new(landed, m.wall);
+    let ingest = Throughput::new(landed, m.wall).with_peak_rss(m.peak_rss);
 
     eprintln!("bench: relay");
     let m = launcher
         .measure("relay", worker, &args("relay", cfg, &["--exit-when-idle"]))
         .await?;
-    let relay = Throughput::new(landed, m.wall);
+    let relay = Throughput::new(landed, m.wall).with_peak_rss(m.peak_rss);
 
     eprintln!("bench: aggregate");
     let idle_ms = IDLE.as_millis().to_string();
@@ -80,7 +80,7 @@ pub async fn measure(
             ),
         )
         .await?;
-    let aggregate = Throughput::new(landed, m.wall.saturating_sub(IDLE));
+    let aggregate = Throughput::new(landed, m.wall.saturating_sub(IDLE)).with_peak_rss(m.peak_rss);
     // Read once the aggregate is done, so as not to take CPU from it.
     let probe = Probe::start(kafka, &pipeline.topics, false)?;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -102,7 +102,7 @@ pub async fn measure(
                 &args("sink", cfg, &["--exit-when-idle", "--idle-ms", &idle_ms]),
             )
             .await?;
-        Ok(Throughput::new(seen.windows, m.wall.saturating_sub(IDLE)))
+        Ok(Throughput::new(seen.windows, m.wall.saturating_sub(IDLE)).with_peak_rss(m.peak_rss))
     } else {
         Err("not measured: CASSANDRA_CONTACT_POINTS is not set, so there is no Cassandra to write to".into())
     };
