@@ -24,8 +24,10 @@ use crate::window::{GroupBy, WindowResult};
 
 /// Results per row group. The writer holds a row group's encoded pages
 /// until it is complete, so this bounds its memory (the default of about a
-/// million rows took 150 MB for a month's results).
-const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// million rows took 150 MB for a month's results). 32k rows rather than
+/// 128k: 6 MiB less peak RSS for `run` on the 5M-row month, at the same
+/// speed and a file 0.4% larger.
+const ROW_GROUP_ROWS: usize = 32 * 1024;
 
 /// Results converted to a record batch and handed to the writer at once.
 const BATCH_ROWS: usize = 16 * 1024;
