@@ -48,6 +48,8 @@ pub enum KafkaIoError {
     Config(#[from] ConfigError),
     #[error("unsupported SASL mechanism {0:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")]
     SaslMechanism(String),
+    #[error("{what} on topic {topic}: producer dropped before delivery")]
+    Dropped { what: &'static str, topic: String },
     #[error("{topic} has no partitions (does it exist?)")]
     NoPartitions { topic: String },
     #[error("reading metadata of {topic}: {detail}")]
@@ -315,14 +317,34 @@ pub fn enqueue(
     record: FutureRecord<'_, [u8], [u8]>,
     what: &'static str,
 ) -> Result<DeliveryFuture, KafkaIoError> {
-    let topic = record.topic.to_owned();
+    let topic = record.topic;
     producer
         .send_result(record)
         .map_err(|(source, _)| KafkaIoError::Topic {
             what,
-            topic,
+            topic: topic.to_owned(),
             source,
         })
+}
+
+/// Waits for the broker's answer to a record [`enqueue`]d on `topic`.
+pub async fn delivered(
+    delivery: DeliveryFuture,
+    topic: &str,
+    what: &'static str,
+) -> Result<(), KafkaIoError> {
+    match delivery.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((source, _))) => Err(KafkaIoError::Topic {
+            what,
+            topic: topic.to_owned(),
+            source,
+        }),
+        Err(_) => Err(KafkaIoError::Dropped {
+            what,
+            topic: topic.to_owned(),
+        }),
+    }
 }
 
 /// Sends one record and waits for the broker's acknowledgement.

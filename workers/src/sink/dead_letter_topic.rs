@@ -10,7 +10,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use crate::dead_letter::DeadLetter;
 use crate::error::StageError;
 use crate::flow::DeadLetterSink;
-use crate::io::kafka::{KafkaIoError, dead_letter_headers, enqueue};
+use crate::io::kafka::{dead_letter_headers, delivered, enqueue};
 use crate::metrics::Metrics;
 
 pub struct DeadLetterTopic {
@@ -87,23 +87,7 @@ impl DeadLetterSink for DeadLetterTopic {
 
     async fn flush(&mut self) -> Result<(), StageError> {
         for d in self.deliveries.drain(..) {
-            match d.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((source, _))) => {
-                    return Err(KafkaIoError::Topic {
-                        what: "produce dead letter",
-                        topic: self.topic.clone(),
-                        source,
-                    }
-                    .into());
-                }
-                Err(_) => {
-                    return Err(StageError::Other {
-                        what: "produce dead letter",
-                        detail: "producer dropped before delivery".into(),
-                    });
-                }
-            }
+            delivered(d, &self.topic, "produce dead letter").await?;
         }
         Ok(())
     }

@@ -27,7 +27,9 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use crate::error::StageError;
 use crate::flow::BatchSink;
 use crate::io::codec;
-use crate::io::kafka::{KafkaIoError, KafkaSettings, TopicPartitions, enqueue, schema_headers};
+use crate::io::kafka::{
+    KafkaIoError, KafkaSettings, TopicPartitions, delivered, enqueue, schema_headers,
+};
 use crate::io::postgres::OutboxBatch;
 use crate::metrics::Metrics;
 use crate::transform::event_time_stamps::StampedRows;
@@ -204,23 +206,7 @@ impl BatchSink for TripsTopic {
             }
         }
         for d in self.deliveries.drain(..) {
-            match d.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((source, _))) => {
-                    return Err(KafkaIoError::Topic {
-                        what: "publish",
-                        topic: self.topic.clone(),
-                        source,
-                    }
-                    .into());
-                }
-                Err(_) => {
-                    return Err(StageError::Other {
-                        what: "publish",
-                        detail: "producer dropped before delivery".into(),
-                    });
-                }
-            }
+            delivered(d, &self.topic, "publish").await?;
         }
         if let Some(since) = self.since.take() {
             self.metrics.records_out(self.unacknowledged);

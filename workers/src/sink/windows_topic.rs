@@ -17,7 +17,7 @@ use crate::error::StageError;
 use crate::flow::BatchSink;
 use crate::io::cassandra::group_key;
 use crate::io::codec;
-use crate::io::kafka::{KafkaIoError, enqueue, schema_headers};
+use crate::io::kafka::{delivered, enqueue, schema_headers};
 use crate::metrics::Metrics;
 use crate::transform::partitioned_windows::ClosedWindows;
 
@@ -79,26 +79,18 @@ async fn acknowledge(mut pending: mpsc::UnboundedReceiver<Ack>, topic: String, m
     let mut failed = None;
     while let Some(ack) = pending.recv().await {
         match ack {
-            Ack::Delivery(d, closed_at, _in_flight) => match d.await {
-                Ok(Ok(_)) => {
-                    if let Some(t) = closed_at {
-                        metrics.window_emitted(t.elapsed());
+            Ack::Delivery(d, closed_at, _in_flight) => {
+                match delivered(d, &topic, "produce window result").await {
+                    Ok(()) => {
+                        if let Some(t) = closed_at {
+                            metrics.window_emitted(t.elapsed());
+                        }
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(StageError::from(e));
                     }
                 }
-                Ok(Err((source, _))) => {
-                    failed.get_or_insert(StageError::from(KafkaIoError::Topic {
-                        what: "produce window result",
-                        topic: topic.clone(),
-                        source,
-                    }));
-                }
-                Err(_) => {
-                    failed.get_or_insert(StageError::Other {
-                        what: "produce window result",
-                        detail: "producer dropped before delivery".into(),
-                    });
-                }
-            },
+            }
             Ack::Flush(done) => {
                 // The flusher only goes away when the stage is failing anyway.
                 let _ = done.send(failed.take().map_or(Ok(()), Err));
